@@ -1,0 +1,1 @@
+"""HFX challenger package."""

@@ -1,0 +1,1 @@
+"""HFX l1_contracts package."""

@@ -1,0 +1,1 @@
+"""HFX proofs package."""

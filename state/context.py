@@ -1,0 +1,128 @@
+"""Everything the STF reads from outside the state, through one interface (docs/stf.md §3).
+
+The node, the sequencer, the challenger and the witness builder all hand the
+STF the same kind of context: the batch's timestamp and order table, the L1
+chain configuration (chain id, rollup address, oracle key set) and read access
+to the L1 bridge's deposit and forced-transaction queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from state.eip712 import domain_separator, order_digest, recover_signer
+from state.txs import SignedOrder, decode_order_entry
+
+
+@dataclass(frozen=True, slots=True)
+class L1Deposit:
+    """One item of the bridge's deposit queue."""
+
+    owner: bytes
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class L1Forced:
+    """One item of the bridge's forced-transaction queue: an L2 payload and its L1 sender."""
+
+    sender: bytes
+    payload: bytes
+
+
+class L1Queues(Protocol):
+    """Read access to the bridge's queues, by 0-based queue position."""
+
+    def deposit(self, index: int) -> L1Deposit | None:
+        """The deposit at ``index``, or None past the end of the queue."""
+        ...
+
+    def forced(self, index: int) -> L1Forced | None:
+        """The forced transaction at ``index``, or None past the end of the queue."""
+        ...
+
+
+@dataclass
+class ListQueues:
+    """In-memory queues (used by tests, and by nodes that mirror the L1 bridge)."""
+
+    deposits: list[L1Deposit] = field(default_factory=list)
+    forced_txs: list[L1Forced] = field(default_factory=list)
+
+    def deposit(self, index: int) -> L1Deposit | None:
+        """The deposit at ``index``, or None past the end of the queue."""
+        return self.deposits[index] if 0 <= index < len(self.deposits) else None
+
+    def forced(self, index: int) -> L1Forced | None:
+        """The forced transaction at ``index``, or None past the end of the queue."""
+        return self.forced_txs[index] if 0 <= index < len(self.forced_txs) else None
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    """Per-deployment constants fixed on L1: the EIP-712 domain and the oracle key set."""
+
+    chain_id: int
+    rollup: bytes
+    oracle_keys: frozenset[bytes]
+    oracle_threshold: int
+
+    @property
+    def domain(self) -> bytes:
+        """The EIP-712 domain separator of this deployment."""
+        return domain_separator(self.chain_id, self.rollup)
+
+
+class OrderTable:
+    """A batch's order table, decoded lazily, with each signer recovered at most once."""
+
+    def __init__(self, entries: Sequence[bytes], domain: bytes) -> None:
+        self._entries = entries
+        self._domain = domain
+        self._decoded: dict[int, SignedOrder | None] = {}
+        self._signed: dict[tuple[int, bytes], tuple[bytes, bool]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, ref: int) -> SignedOrder | None:
+        """The decoded entry ``ref``, or None when out of range or malformed."""
+        try:
+            return self._decoded[ref]
+        except KeyError:
+            pass
+        order = decode_order_entry(self._entries[ref]) if 0 <= ref < len(self._entries) else None
+        self._decoded[ref] = order
+        return order
+
+    def digest_and_check(self, ref: int, order: SignedOrder, owner: bytes) -> tuple[bytes, bool]:
+        """The order's EIP-712 digest with ``owner`` as trader, and whether ``owner`` signed it."""
+        key = (ref, owner)
+        hit = self._signed.get(key)
+        if hit is None:
+            b = order.body
+            digest = order_digest(
+                self._domain, owner, b.market, b.is_buy, b.price, b.size, b.flags, b.expiry, b.salt
+            )
+            hit = (digest, recover_signer(digest, order.signature) == owner)
+            self._signed[key] = hit
+        return hit
+
+
+@dataclass
+class BatchContext:
+    """The context of one batch: its time, its order table and the L1 view."""
+
+    time: int
+    chain: ChainConfig
+    queues: L1Queues
+    orders: OrderTable
+
+    @staticmethod
+    def create(
+        time: int, chain: ChainConfig, queues: L1Queues, orders: Sequence[bytes]
+    ) -> BatchContext:
+        """Build a context, precomputing the domain separator once."""
+        return BatchContext(time, chain, queues, OrderTable(orders, chain.domain))
