@@ -153,7 +153,10 @@ class Config:
     @staticmethod
     def decode(data: bytes) -> Config:
         """Inverse of :meth:`encode`."""
-        return Config(*(_rd_u(data, 2 * i, 2) for i in range(6)), _rd_u(data, 12, 4))
+        return Config(
+            _rd_u(data, 0, 2), _rd_u(data, 2, 2), _rd_u(data, 4, 2), _rd_u(data, 6, 2),
+            _rd_u(data, 8, 2), _rd_u(data, 10, 2), _rd_u(data, 12, 4),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ steps always advance their queue pointer (docs/stf.md §7).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from state.arith import div_ceil, div_floor, div_trunc, mul_bps_ceil, mul_bps_floor
 from state.constants import (
@@ -645,7 +646,7 @@ def _forced(view: StateView, tx: Forced, ctx: BatchContext) -> None:
     _cancel_effects(view, _body_digest(ctx, payload.order, account.owner))
 
 
-_HANDLERS = {
+_HANDLERS: dict[type, Callable[[StateView, Any, BatchContext], None]] = {
     Deposit: _deposit,
     Withdraw: _withdraw,
     Trade: _trade,
