@@ -1,0 +1,67 @@
+"""The ``hfx`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from state.batch import Batch
+from state.errors import InvalidBatchError
+from state.txs import KIND_NAMES, decode_order_entry, decode_step
+
+
+def _describe_step(step: bytes) -> dict[str, object]:
+    tx = decode_step(step)
+    kind = KIND_NAMES.get(step[0], "unknown") if step else "empty"
+    fields: dict[str, object] = {"kind": kind, "bytes": len(step)}
+    if tx is None:
+        fields["malformed"] = True
+        return fields
+    for name in getattr(tx, "__slots__", ()):
+        value = getattr(tx, name)
+        if isinstance(value, bytes):
+            value = "0x" + value.hex()
+        elif isinstance(value, tuple):
+            value = len(value)
+        fields[name] = value
+    return fields
+
+
+def decode_batch_command(args: argparse.Namespace) -> int:
+    """Print a batch file (raw bytes, or hex with --hex) as JSON, one line per step."""
+    with open(args.file, "rb") as handle:
+        data = handle.read()
+    if args.hex:
+        text = data.decode().strip()
+        data = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+    try:
+        batch = Batch.decode(data)
+    except InvalidBatchError as exc:
+        print(f"error: not a batch: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"timestamp": batch.timestamp, "orders": len(batch.orders), "steps": len(batch.steps)}))
+    for i, entry in enumerate(batch.orders):
+        order = decode_order_entry(entry)
+        body = None if order is None else {k: getattr(order.body, k) for k in order.body.__slots__}
+        print(json.dumps({"order": i, "body": body}))
+    for i, step in enumerate(batch.steps):
+        print(json.dumps({"step": i, **_describe_step(step)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hfx`` console script."""
+    parser = argparse.ArgumentParser(prog="hfx", description="HFX optimistic-rollup derivatives exchange")
+    commands = parser.add_subparsers(dest="command", required=True)
+    decode = commands.add_parser("decode-batch", help="print a batch's orders and steps as JSON lines")
+    decode.add_argument("file", help="batch bytes (or hex with --hex)")
+    decode.add_argument("--hex", action="store_true", help="the file holds hex text")
+    decode.set_defaults(func=decode_batch_command)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
