@@ -258,7 +258,7 @@ def _deposit(view: StateView, tx: Deposit, ctx: BatchContext) -> None:
         raise _refuse(Code.BAD_AMOUNT)
     index = view.account_index(item.owner)
     if index is None:
-        if consumed.account_count >= ACCOUNT_LIMIT:
+        if consumed.account_count + 1 >= ACCOUNT_LIMIT:
             raise _refuse(Code.ACCOUNT_LIMIT)
         index = consumed.account_count
         account = Account(item.owner, 0, item.amount, ())
