@@ -148,19 +148,28 @@ def _with_collateral(account: Account, delta: int) -> Account:
 
 def _fill(
     account: Account, market_id: int, delta: int, price: int, funding_index: int,
-    reduce_only: bool,
+    reduce_only: bool, collateral_delta: int = 0,
 ) -> Account:
-    """Move ``delta`` (signed size) of ``market_id`` at ``price`` into a normalised account.
+    """Move ``delta`` (signed size) of ``market_id`` at ``price`` into a normalised account,
+    then add ``collateral_delta`` (a fee, rebate, penalty or bonus) to its collateral.
 
     Same-direction fills add to the cost basis; reducing fills realise
     price × closed size plus floor(cost × closed / |size|) into collateral.
     """
-    old = account.position(market_id)
-    size, cost = (old.size, old.cost) if old is not None else (0, 0)
-    if reduce_only and not (size != 0 and _sign(delta) != _sign(size) and abs(delta) <= abs(size)):
+    positions = account.positions
+    at = 0
+    size = cost = 0
+    for at, old in enumerate(positions):  # noqa: B007 - ``at`` is the insertion point
+        if old.market >= market_id:
+            if old.market == market_id:
+                size, cost = old.size, old.cost
+            break
+    else:
+        at = len(positions)
+    if reduce_only and not (size != 0 and (delta > 0) != (size > 0) and abs(delta) <= abs(size)):
         raise _refuse(Code.REDUCE_ONLY)
     realized = 0
-    if size == 0 or _sign(delta) == _sign(size):
+    if size == 0 or (delta > 0) == (size > 0):
         new_size, new_cost = size + delta, cost - delta * price
     else:
         closed = min(abs(delta), abs(size))
@@ -174,15 +183,18 @@ def _fill(
             new_size, new_cost = rest, new_cost - rest * price
     if abs(new_size) >= SIZE_LIMIT or abs(new_cost) >= COST_LIMIT:
         raise _refuse(Code.OVERFLOW)
-    collateral = account.collateral + realized
+    collateral = account.collateral + realized + collateral_delta
     _check_collateral(collateral)
-    positions = [p for p in account.positions if p.market != market_id]
-    if new_size != 0:
-        if len(positions) >= MAX_POSITIONS:
+    tail = at + 1 if size != 0 else at
+    if new_size == 0:
+        middle: tuple[Position, ...] = ()
+    else:
+        if size == 0 and len(positions) >= MAX_POSITIONS:
             raise _refuse(Code.TOO_MANY_POSITIONS)
-        positions.append(Position(market_id, new_size, new_cost, funding_index))
-        positions.sort(key=lambda p: p.market)
-    return Account(account.owner, account.nonce, collateral, tuple(positions))
+        middle = (Position(market_id, new_size, new_cost, funding_index),)
+    return Account(
+        account.owner, account.nonce, collateral, positions[:at] + middle + positions[tail:]
+    )
 
 
 def _check_trade_margin(
@@ -202,16 +214,6 @@ def _check_trade_margin(
     if reducing and risk.equity >= risk.liquidation_threshold:
         return
     raise _refuse(Code.INSUFFICIENT_MARGIN)
-
-
-def _with_global(g: Global, **changes: int) -> Global:
-    fields = {
-        "l2_time": g.l2_time, "next_deposit": g.next_deposit, "next_forced": g.next_forced,
-        "withdrawal_count": g.withdrawal_count, "account_count": g.account_count,
-        "insurance_fund": g.insurance_fund, "fee_pool": g.fee_pool,
-    }
-    fields.update(changes)
-    return Global(**fields)
 
 
 def _signed_order(
@@ -252,7 +254,10 @@ def _deposit(view: StateView, tx: Deposit, ctx: BatchContext) -> None:
     item = ctx.queues.deposit(g.next_deposit)
     if item is None:
         raise _refuse(Code.QUEUE_EMPTY)
-    consumed = _with_global(g, next_deposit=g.next_deposit + 1, l2_time=ctx.time)
+    consumed = Global(
+        ctx.time, g.next_deposit + 1, g.next_forced, g.withdrawal_count, g.account_count,
+        g.insurance_fund, g.fee_pool,
+    )
     view.set_global(consumed)  # the queue pointer advances whatever follows
     if not 0 < item.amount < AMOUNT_LIMIT:
         raise _refuse(Code.BAD_AMOUNT)
@@ -263,7 +268,12 @@ def _deposit(view: StateView, tx: Deposit, ctx: BatchContext) -> None:
         index = consumed.account_count
         account = Account(item.owner, 0, item.amount, ())
         view.set_account_index(item.owner, index)
-        view.set_global(_with_global(consumed, account_count=index + 1))
+        view.set_global(
+            Global(
+                consumed.l2_time, consumed.next_deposit, consumed.next_forced,
+                consumed.withdrawal_count, index + 1, consumed.insurance_fund, consumed.fee_pool,
+            )
+        )
     else:
         account = _with_collateral(_account(view, index), item.amount)
     view.set_account(index, account)
@@ -295,7 +305,12 @@ def _withdraw_effects(
     if g.withdrawal_count + 1 >= U64_LIMIT:
         raise _refuse(Code.OVERFLOW)
     view.set_withdrawal(g.withdrawal_count, Withdrawal(index, recipient, amount))
-    view.set_global(_with_global(g, withdrawal_count=g.withdrawal_count + 1, l2_time=ctx.time))
+    view.set_global(
+        Global(
+            ctx.time, g.next_deposit, g.next_forced, g.withdrawal_count + 1, g.account_count,
+            g.insurance_fund, g.fee_pool,
+        )
+    )
     view.set_account(index, after)
 
 
@@ -361,11 +376,13 @@ def _trade(view: StateView, tx: Trade, ctx: BatchContext) -> None:
     maker_delta = size if mb.is_buy else -size
 
     maker_norm = normalize(maker, params.markets, prices)
-    maker_after = _fill(maker_norm, market_id, maker_delta, price, findex, bool(mb.flags & FLAG_REDUCE_ONLY))
-    maker_after = _with_collateral(maker_after, rebate)
+    maker_after = _fill(
+        maker_norm, market_id, maker_delta, price, findex, bool(mb.flags & FLAG_REDUCE_ONLY), rebate
+    )
     taker_norm = normalize(taker, params.markets, prices)
-    taker_after = _fill(taker_norm, market_id, -maker_delta, price, findex, bool(tb.flags & FLAG_REDUCE_ONLY))
-    taker_after = _with_collateral(taker_after, -fee)
+    taker_after = _fill(
+        taker_norm, market_id, -maker_delta, price, findex, bool(tb.flags & FLAG_REDUCE_ONLY), -fee
+    )
     _check_trade_margin(maker_norm, maker_after, market_id, params.markets, prices, config)
     _check_trade_margin(taker_norm, taker_after, market_id, params.markets, prices, config)
 
@@ -377,7 +394,12 @@ def _trade(view: StateView, tx: Trade, ctx: BatchContext) -> None:
     view.set_account(tb.account, taker_after)
     view.set_order_state(maker_digest, OrderState(maker_state.filled + size, False))
     view.set_order_state(taker_digest, OrderState(taker_state.filled + size, False))
-    view.set_global(_with_global(g, fee_pool=fee_pool, l2_time=now))
+    view.set_global(
+        Global(
+            now, g.next_deposit, g.next_forced, g.withdrawal_count, g.account_count,
+            g.insurance_fund, fee_pool,
+        )
+    )
 
 
 # ============================================================================ cancel
@@ -565,7 +587,12 @@ def _liquidate(view: StateView, tx: Liquidate, ctx: BatchContext) -> None:
     view.set_account(tx.target, target_after)
     view.set_account(body.account, liq_after)
     view.set_order_state(digest, OrderState(order_state.filled + size, False))
-    view.set_global(_with_global(g, insurance_fund=fund, l2_time=ctx.time))
+    view.set_global(
+        Global(
+            ctx.time, g.next_deposit, g.next_forced, g.withdrawal_count, g.account_count,
+            fund, g.fee_pool,
+        )
+    )
 
 
 # ============================================================================ deleverage
@@ -615,7 +642,12 @@ def _deleverage(view: StateView, tx: Deleverage, ctx: BatchContext) -> None:
     counter_after = _with_collateral(counter_after, -share)
     view.set_account(tx.target, target_after)
     view.set_account(tx.counterparty, counter_after)
-    view.set_global(_with_global(g, insurance_fund=0, l2_time=ctx.time))
+    view.set_global(
+        Global(
+            ctx.time, g.next_deposit, g.next_forced, g.withdrawal_count, g.account_count,
+            0, g.fee_pool,
+        )
+    )
 
 
 # ============================================================================ forced
@@ -626,7 +658,12 @@ def _forced(view: StateView, tx: Forced, ctx: BatchContext) -> None:
     item = ctx.queues.forced(g.next_forced)
     if item is None:
         raise _refuse(Code.QUEUE_EMPTY)
-    view.set_global(_with_global(g, next_forced=g.next_forced + 1, l2_time=ctx.time))
+    view.set_global(
+        Global(
+            ctx.time, g.next_deposit, g.next_forced + 1, g.withdrawal_count, g.account_count,
+            g.insurance_fund, g.fee_pool,
+        )
+    )
     payload = decode_forced_payload(item.payload)
     if payload is None:
         raise _refuse(Code.INVALID_ENCODING)
