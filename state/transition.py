@@ -254,6 +254,8 @@ def _deposit(view: StateView, tx: Deposit, ctx: BatchContext) -> None:
     item = ctx.queues.deposit(g.next_deposit)
     if item is None:
         raise _refuse(Code.QUEUE_EMPTY)
+    if g.next_deposit + 1 >= U64_LIMIT:
+        raise _refuse(Code.OVERFLOW)
     consumed = Global(
         ctx.time, g.next_deposit + 1, g.next_forced, g.withdrawal_count, g.account_count,
         g.insurance_fund, g.fee_pool,
@@ -658,6 +660,8 @@ def _forced(view: StateView, tx: Forced, ctx: BatchContext) -> None:
     item = ctx.queues.forced(g.next_forced)
     if item is None:
         raise _refuse(Code.QUEUE_EMPTY)
+    if g.next_forced + 1 >= U64_LIMIT:
+        raise _refuse(Code.OVERFLOW)
     view.set_global(
         Global(
             ctx.time, g.next_deposit, g.next_forced + 1, g.withdrawal_count, g.account_count,
