@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 from state.eip712 import domain_separator, order_digest, recover_signer
+from state.layout import Account
 from state.txs import SignedOrder, decode_order_entry
 
 
@@ -69,10 +71,28 @@ class ChainConfig:
     oracle_keys: frozenset[bytes]
     oracle_threshold: int
 
-    @property
+    @cached_property
     def domain(self) -> bytes:
-        """The EIP-712 domain separator of this deployment."""
+        """The EIP-712 domain separator of this deployment (computed once)."""
         return domain_separator(self.chain_id, self.rollup)
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureJob:
+    """One order signature to recover: which entry, the owner it must match, digest, signature."""
+
+    ref: int
+    owner: bytes
+    digest: bytes
+    signature: bytes
+
+
+class AccountReader(Protocol):
+    """Anything that returns accounts by index (a state view)."""
+
+    def account(self, index: int) -> Account | None:
+        """Account ``index``, or None."""
+        ...
 
 
 class OrderTable:
@@ -96,6 +116,37 @@ class OrderTable:
         order = decode_order_entry(self._entries[ref]) if 0 <= ref < len(self._entries) else None
         self._decoded[ref] = order
         return order
+
+    def signature_jobs(self, view: AccountReader) -> list[SignatureJob]:
+        """The order signatures this batch will check, for recovery ahead of time.
+
+        Covers every well-formed entry whose account already exists (an account's
+        owner never changes, so the digest is final); entries of accounts created
+        later in the batch are checked lazily. Feed the recovered addresses, in
+        order, to :meth:`accept_recovered`.
+        """
+        jobs = []
+        for ref in range(len(self._entries)):
+            order = self.get(ref)
+            if order is None:
+                continue
+            account = view.account(order.body.account)
+            if account is None or (ref, account.owner) in self._signed:
+                continue
+            b = order.body
+            digest = order_digest(
+                self._domain, account.owner, b.market, b.is_buy, b.price, b.size, b.flags,
+                b.expiry, b.salt,
+            )
+            jobs.append(SignatureJob(ref, account.owner, digest, order.signature))
+        return jobs
+
+    def accept_recovered(self, jobs: Sequence[SignatureJob], signers: Sequence[bytes | None]) -> None:
+        """Record signers recovered (by any means) for :meth:`signature_jobs`' jobs."""
+        if len(jobs) != len(signers):
+            raise ValueError("one recovered signer per job")
+        for job, signer in zip(jobs, signers, strict=True):
+            self._signed[(job.ref, job.owner)] = (job.digest, signer == job.owner)
 
     def digest_and_check(self, ref: int, order: SignedOrder, owner: bytes) -> tuple[bytes, bool]:
         """The order's EIP-712 digest with ``owner`` as trader, and whether ``owner`` signed it."""
