@@ -64,3 +64,24 @@ def test_proofs_verify_against_committed_root():
     absent = b"\x11" * 32
     proof = [rlp.decode(node) for node in db.prove(absent)]
     assert HexaryTrie.get_from_proof(root, absent, proof) == b""
+
+
+def test_eip1186_shaped_proofs_of_present_and_absent_leaves():
+    from proofs.mpt import parse_eip1186_entry, verify_proof
+    from proofs.state_proof import get_proof
+    from state.layout import GLOBAL_KEY, Global, account_key
+
+    w, batch = _world_with_trades()
+    db = StateDB.in_memory()
+    root = db.initialize(dict(w.leaves))
+    result = get_proof(db, [GLOBAL_KEY, account_key(1), account_key(999)])
+    assert result["stateRoot"] == "0x" + root.hex()
+    present, account, absent = result["storageProof"]
+    assert Global.decode(bytes.fromhex(present["value"][2:])) == w.global_()
+    assert bytes.fromhex(account["value"][2:]) == w.leaves[account_key(1)]
+    assert absent["value"] == "0x"
+    for entry in result["storageProof"]:
+        parse_eip1186_entry(entry, root)
+        key = bytes.fromhex(entry["key"][2:])
+        nodes = [bytes.fromhex(n[2:]) for n in entry["proof"]]
+        assert verify_proof(root, key, nodes) == w.leaves.get(key)
