@@ -4,10 +4,9 @@ Two layers:
 
 - pure helpers that mirror what the contracts compute, so every process
   derives the same commitments from L1 data alone: :func:`parse_batch`
-  (the rollup's parse of docs/stf.md §5.1), :func:`merkle_root` /
-  :func:`merkle_branch` (the batch tree), :class:`BatchData` (the data
-  commitment the one-step prover receives), :func:`split_points` (the
-  dispute game's dissection), :func:`withdrawal_key`;
+  (the rollup's parse of docs/stf.md §5.1) and :class:`BatchData` (the data
+  commitment the one-step prover receives); the batch Merkle tree is in
+  :mod:`proofs.commitment`, the game's split points in :mod:`proofs.game`;
 - web3.py clients (:class:`RollupClient`, :class:`BridgeClient`,
   :class:`TokenClient`) for every external function the sequencer, the
   challenger and the node use, with typed results and event readers.
@@ -27,6 +26,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 
 from l1_contracts.config import MAX_BATCH_BYTES
+from proofs.commitment import merkle_branch, merkle_root
 from state.batch import Batch
 from state.errors import InvalidBatchError
 from state.keccak import keccak256
@@ -71,60 +71,6 @@ class BatchRejected(ValueError):
 
 
 # ---------------------------------------------------------------- the batch tree
-
-ZERO32 = b"\x00" * 32
-
-
-def _node(left: bytes, right: bytes) -> bytes:
-    return keccak256(left + right)
-
-
-def merkle_depth(count: int) -> int:
-    """Siblings in a branch of a ``count``-leaf tree: ceil(log2(count)), 0 for 0 or 1 leaf."""
-    return 0 if count <= 1 else (count - 1).bit_length()
-
-
-def merkle_root(leaves: Sequence[bytes]) -> bytes:
-    """Root of the batch tree over ``leaves`` (docs/l1.md §Merkle tree).
-
-    Leaves are padded with ``bytes32(0)`` to a power of two; an inner node is
-    ``keccak256(left ‖ right)``; one leaf is its own root; no leaf gives zero.
-    """
-    if not leaves:
-        return ZERO32
-    level = list(leaves)
-    width = 1 << merkle_depth(len(level))
-    level += [ZERO32] * (width - len(level))
-    while len(level) > 1:
-        level = [_node(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    return level[0]
-
-
-def merkle_branch(leaves: Sequence[bytes], index: int) -> list[bytes]:
-    """The siblings of leaf ``index`` from the leaf's level up."""
-    if not 0 <= index < len(leaves):
-        raise IndexError(index)
-    level = list(leaves)
-    level += [ZERO32] * ((1 << merkle_depth(len(level))) - len(level))
-    branch = []
-    i = index
-    while len(level) > 1:
-        branch.append(level[i ^ 1])
-        level = [_node(level[j], level[j + 1]) for j in range(0, len(level), 2)]
-        i >>= 1
-    return branch
-
-
-def verify_branch(leaf: bytes, index: int, count: int, branch: Sequence[bytes], root: bytes) -> bool:
-    """Whether ``branch`` proves ``leaf`` at ``index`` of a ``count``-leaf tree (Merkle._verify)."""
-    if index >= count or len(branch) != merkle_depth(count):
-        return False
-    node, i = leaf, index
-    for sibling in branch:
-        node = _node(sibling, node) if i & 1 else _node(node, sibling)
-        i >>= 1
-    return node == root
-
 
 # ---------------------------------------------------------------- batches
 
@@ -229,29 +175,6 @@ def replay_witness(steps: Sequence[bytes], index: int) -> bytes:
     """The witness of the test prover (TestReplayProver): abi_encode(step, branch)."""
     branch = merkle_branch([keccak256(s) for s in steps], index)
     return abi_encode(["bytes", "bytes32[]"], [steps[index], branch])
-
-
-def split_points(lo: int, hi: int, k: int) -> list[int]:
-    """The dispute game's split points of [lo, hi]: lo + (hi - lo) * j // p, p = min(k, hi - lo)."""
-    if hi <= lo:
-        raise ValueError("empty range")
-    parts = min(k, hi - lo)
-    return [lo + (hi - lo) * j // parts for j in range(parts + 1)]
-
-
-def dissection_rounds(n_steps: int, k: int) -> int:
-    """Rounds of the game on an ``n_steps`` batch when the last part is always chosen (the longest)."""
-    rounds, lo, hi = 0, 0, n_steps
-    while hi - lo > 1:
-        points = split_points(lo, hi, k)
-        lo, hi = max(((points[j], points[j + 1]) for j in range(len(points) - 1)), key=lambda p: p[1] - p[0])
-        rounds += 1
-    return rounds
-
-
-def withdrawal_key(withdrawal_id: int) -> bytes:
-    """The state-trie key of withdrawal record ``withdrawal_id`` (docs/stf.md §4)."""
-    return keccak256(b"\x07" + withdrawal_id.to_bytes(8, "big"))
 
 
 # ---------------------------------------------------------------- records

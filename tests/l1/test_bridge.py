@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from l1_contracts.bindings import withdrawal_key
 from l1_contracts.config import TEST
+from state.layout import withdrawal_key
 from state.signing import signed_withdraw
 from state.txs import OrderBody, encode_forced, encode_forced_cancel, encode_forced_withdraw
 from tests.l1.fixtures_rollup import L1Chain, Posted, addr, now, report, set_time, tx_gas

@@ -21,11 +21,10 @@ from l1_contracts.bindings import (
     GameInfo,
     GameStatus,
     Side,
-    dissection_rounds,
     game_info_from_abi,
-    split_points,
 )
 from l1_contracts.config import BPS, TEST
+from proofs.game import dissection_rounds, split_points
 from state.txs import encode_funding
 from tests.l1.fixtures_rollup import (
     LONG,
