@@ -1,0 +1,357 @@
+"""Heavy states for the STF twin: 64 markets, accounts of 16 positions.
+
+States here are crafted leaf by leaf with the layouts of ``state.layout`` (no
+history is replayed), so that each step kind meets its most expensive path:
+16-position accounts with pending funding on every perpetual and short
+options (the dearer margin formula), the 64-market params and prices leaves
+(about 2 KB each), 80 oracle entries signed by 16 keys, 64 perpetuals to
+accrue funding on. Every scenario is one step that the Python STF accepts
+(or, for the adversarial oracle, a step that is expensive on purpose).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from hypothesis import strategies as st
+
+from state.constants import (
+    FLAG_POST_ONLY,
+    FLAG_REDUCE_ONLY,
+    KIND_CALL,
+    KIND_PERP,
+    KIND_PUT,
+    MAX_UNDERLYINGS,
+    ORACLE_UNDERLYING_BASE,
+)
+from state.context import ChainConfig, L1Deposit, L1Forced, ListQueues
+from state.eip712 import address_of, sign_digest
+from state.keccak import keccak256
+from state.layout import (
+    GLOBAL_KEY,
+    PARAMS_KEY,
+    PRICES_KEY,
+    Account,
+    Config,
+    Global,
+    Market,
+    MarketPrice,
+    Params,
+    Position,
+    Prices,
+    account_index_key,
+    account_key,
+)
+from state.margin import assess, normalize
+from state.signing import sign_order, signed_cancel, signed_oracle, signed_withdraw
+from state.txs import (
+    OracleEntry,
+    OrderBody,
+    encode_deleverage,
+    encode_deposit,
+    encode_forced,
+    encode_forced_cancel,
+    encode_forced_withdraw,
+    encode_funding,
+    encode_liquidate,
+    encode_oracle,
+    encode_settle,
+    encode_trade,
+)
+
+NOW = 1_700_100_000
+DAY = 86_400
+EXPIRY = NOW + 7 * DAY
+NEVER = (1 << 64) - 1
+CONFIG = Config(
+    taker_fee_bps=5, maker_rebate_bps=1, liquidation_penalty_bps=150, liquidator_bonus_bps=50,
+    sync_buffer_bps=100, funding_cap_bps=75, max_oracle_age=60,
+)
+N_MARKETS = 64
+PERPS = range(0, 32)
+CALLS = range(32, 48)
+PUTS = range(48, 64)
+HELD = (*range(0, 8), 32, 33, 34, 35, 48, 49, 50, 51)
+"""The 16 markets every heavy account holds: 8 perpetuals, 4 calls, 4 puts."""
+
+
+def spot(underlying: int) -> int:
+    """Index price of an underlying."""
+    return 1_000_000 * (underlying + 1)
+
+
+def heavy_markets(all_perps: bool = False) -> list[Market]:
+    """64 markets on 16 underlyings: 32 perpetuals, 16 calls, 16 puts (or 64 perpetuals)."""
+    out = []
+    for i in range(N_MARKETS):
+        u = i % MAX_UNDERLYINGS
+        if all_perps or i in PERPS:
+            out.append(Market(KIND_PERP, u, 1000, 500, 1, 1, 0, 0, 3))
+        elif i in CALLS:
+            out.append(Market(KIND_CALL, u, 1500, 1000, 1, 1, spot(u) * 11 // 10, EXPIRY, 3))
+        else:
+            out.append(Market(KIND_PUT, u, 1500, 1000, 1, 1, spot(u) * 9 // 10, EXPIRY, 3))
+    return out
+
+
+def heavy_prices(markets: list[Market], oracle_time: int, funding_time: int) -> Prices:
+    """Marks 1% above the index for perpetuals (so funding accrues), 5% of spot for
+    options; a non-zero funding index on every perpetual."""
+    entries = []
+    for i, m in enumerate(markets):
+        if m.kind == KIND_PERP:
+            entries.append(MarketPrice(spot(m.underlying) * 101 // 100, 7_000_000 * (i + 1), 0, 0))
+        else:
+            entries.append(MarketPrice(spot(m.underlying) // 20, 0, 600_000, 0))
+    index = tuple(spot(u) for u in range(MAX_UNDERLYINGS))
+    return Prices(oracle_time, funding_time, index, tuple(entries))
+
+
+def key_of(name: str) -> bytes:
+    """Private key of a named actor."""
+    return keccak256(b"heavy:" + name.encode())
+
+
+def owner_of(name: str) -> bytes:
+    """Address of a named actor."""
+    return address_of(key_of(name))
+
+
+def heavy_positions(prices: Prices, perp_sign: int, scale: int = 1) -> tuple[Position, ...]:
+    """16 positions: perpetuals of sign ``perp_sign`` with funding pending, short options."""
+    out = []
+    for m in HELD:
+        mp = prices.markets[m]
+        if m < 32:
+            size = perp_sign * scale * (1_000 + m)
+            out.append(Position(m, size, -size * mp.mark, mp.funding_index - 1_000_000))
+        else:
+            size = -scale * (500 + m)
+            out.append(Position(m, size, -size * mp.mark, 0))
+    return tuple(out)
+
+
+@dataclass
+class Scenario:
+    """One step on a crafted state, with everything the STF reads besides the state."""
+
+    name: str
+    kind: str
+    leaves: dict[bytes, bytes]
+    step: bytes
+    time: int
+    chain: ChainConfig
+    orders: list[bytes] = field(default_factory=list)
+    queues: ListQueues = field(default_factory=ListQueues)
+
+
+@dataclass
+class HeavyWorld:
+    """The crafted state all heavy scenarios start from."""
+
+    markets: list[Market]
+    prices: Prices
+    leaves: dict[bytes, bytes]
+    index: dict[str, int]
+    chain: ChainConfig
+    oracle_keys: list[bytes]
+
+    def account(self, name: str) -> Account:
+        return Account.decode(self.leaves[account_key(self.index[name])])
+
+    def put_account(self, name: str, account: Account) -> None:
+        self.leaves[account_key(self.index[name])] = account.encode()
+
+    def order(self, name: str, market: int, is_buy: bool, price: int, size: int, flags: int = 0) -> bytes:
+        body = OrderBody(self.index[name], market, is_buy, flags, price, size, NEVER, 7)
+        return sign_order(key_of(name), owner_of(name), self.chain.domain, body).encode()
+
+    def risk_of(self, name: str) -> tuple[int, int, int]:
+        """Equity, initial requirement and liquidation threshold of an account."""
+        params = Params.decode(self.leaves[PARAMS_KEY])
+        norm = normalize(self.account(name), params.markets, self.prices)
+        r = assess(norm, params.markets, self.prices, params.config)
+        return r.equity, r.initial, r.liquidation_threshold
+
+
+ACTORS = ("long", "short", "target", "liquidator", "broke", "counter")
+
+
+def heavy_world(all_perps: bool = False, n_oracle_keys: int = 16, threshold: int = 16) -> HeavyWorld:
+    """Six accounts of 16 positions on 64 markets, prices fresh at NOW, funding pending."""
+    markets = heavy_markets(all_perps)
+    prices = heavy_prices(markets, NOW - 1, NOW - 3_600)
+    oracle_keys = [keccak256(b"heavy-oracle-%d" % i) for i in range(n_oracle_keys)]
+    chain = ChainConfig(31337, b"\x42" * 20, frozenset(address_of(k) for k in oracle_keys), threshold)
+    leaves = {
+        GLOBAL_KEY: Global(NOW - 10, 40, 30, 5, len(ACTORS) + 1, 10**12, 10**9).encode(),
+        PARAMS_KEY: Params(CONFIG, tuple(markets)).encode(),
+        PRICES_KEY: prices.encode(),
+    }
+    world = HeavyWorld(markets, prices, leaves, {}, chain, oracle_keys)
+    signs = {"long": 1, "short": -1, "target": 1, "liquidator": -1, "broke": 1, "counter": -1}
+    for i, name in enumerate(ACTORS, start=1):
+        world.index[name] = i
+        leaves[account_index_key(owner_of(name))] = i.to_bytes(4, "big")
+        acct = Account(owner_of(name), 3, 10**15, heavy_positions(prices, signs[name]))
+        leaves[account_key(i)] = acct.encode()
+    if not all_perps:
+        # the target sits one unit below its liquidation threshold; "broke" is bankrupt
+        equity, _, threshold_lt = world.risk_of("target")
+        target = world.account("target")
+        world.put_account("target", replace(target, collateral=target.collateral - (equity - threshold_lt) - 1))
+        equity, _, _ = world.risk_of("broke")
+        broke = world.account("broke")
+        fund = Global.decode(leaves[GLOBAL_KEY]).insurance_fund
+        world.put_account("broke", replace(broke, collateral=broke.collateral - equity - fund - 10**9))
+    return world
+
+
+def _scenario(w: HeavyWorld, name: str, kind: str, step: bytes, **kw: object) -> Scenario:
+    return Scenario(name, kind, dict(w.leaves), step, NOW, w.chain, **kw)  # type: ignore[arg-type]
+
+
+def heavy_scenarios() -> list[Scenario]:
+    """The most expensive accepted step of every kind that the heavy world offers."""
+    w = heavy_world()
+    domain = w.chain.domain
+    mark0 = w.prices.markets[0].mark
+    out: list[Scenario] = []
+
+    deposits = [L1Deposit(owner_of("long"), 5_000_000)] * 41
+    out.append(_scenario(w, "deposit into a 16-position account", "deposit", encode_deposit(),
+                         queues=ListQueues(deposits, [])))
+    fresh = [L1Deposit(b"\x77" * 20, 5_000_000)] * 41
+    out.append(_scenario(w, "deposit opening an account", "deposit", encode_deposit(),
+                         queues=ListQueues(fresh, [])))
+
+    recipient = b"\x99" * 20
+    out.append(_scenario(
+        w, "withdraw from a 16-position account", "withdraw",
+        signed_withdraw(key_of("long"), owner_of("long"), domain, w.index["long"], recipient, 1_000_000, 3),
+    ))
+
+    maker = w.order("long", 0, False, mark0, 500)
+    taker = w.order("short", 0, True, mark0, 500)
+    out.append(_scenario(w, "trade between two 16-position accounts", "trade", encode_trade(0, 1, 500),
+                         orders=[maker, taker]))
+
+    body = OrderBody(w.index["long"], 0, True, 0, mark0, 10, NEVER, 99)
+    entry = sign_order(key_of("long"), owner_of("long"), domain, body).encode()
+    out.append(_scenario(w, "cancel", "cancel",
+                         signed_cancel(key_of("long"), owner_of("long"), domain, 0, body), orders=[entry]))
+
+    entries = [OracleEntry(m, w.prices.markets[m].mark + 1, 600_000 if m >= 32 else 0) for m in range(N_MARKETS)]
+    entries += [OracleEntry(ORACLE_UNDERLYING_BASE + u, spot(u) + 1, 0) for u in range(MAX_UNDERLYINGS)]
+    out.append(_scenario(w, "oracle: 80 entries, 16 of 16 signers", "oracle",
+                         signed_oracle(w.oracle_keys, domain, NOW, entries)))
+    honest = signed_oracle(w.oracle_keys, domain, NOW, entries)
+    sig_at = 10 + 13 * len(entries) + 1
+    valid = [honest[sig_at + 65 * i: sig_at + 65 * (i + 1)] for i in range(len(w.oracle_keys))]
+    digest_step = signed_oracle([keccak256(b"stranger")], domain, NOW, entries)
+    stranger_sig = digest_step[sig_at: sig_at + 65]
+    junk = [stranger_sig] * (255 - len(valid))
+    out.append(_scenario(w, "oracle: 80 entries, 239 foreign signatures before 16 valid", "oracle",
+                         encode_oracle(NOW, entries, junk + valid)))
+
+    perps = heavy_world(all_perps=True)
+    out.append(Scenario("funding on 64 perpetuals", "funding", dict(perps.leaves), encode_funding(), NOW,
+                        perps.chain))
+
+    settled = dict(w.leaves)
+    late = heavy_prices(w.markets, EXPIRY + 5, NOW - 3_600)
+    settled[PRICES_KEY] = late.encode()
+    out.append(Scenario("settle", "settle", settled, encode_settle(32), EXPIRY + 10, w.chain))
+
+    liq_order = w.order("liquidator", 0, True, mark0, 1_000)
+    out.append(_scenario(w, "liquidate a 16-position account into a 16-position one", "liquidate",
+                         encode_liquidate(w.index["target"], 0, 1_000), orders=[liq_order]))
+
+    out.append(_scenario(w, "deleverage a 16-position account against a 16-position one", "deleverage",
+                         encode_deleverage(w.index["broke"], w.index["counter"], 0, 1_000)))
+
+    forced = [L1Forced(owner_of("long"), encode_forced_withdraw(w.index["long"], recipient, 1_000_000))] * 31
+    out.append(_scenario(w, "forced withdraw from a 16-position account", "forced", encode_forced(),
+                         queues=ListQueues([], forced)))
+    cancel_items = [L1Forced(owner_of("long"), encode_forced_cancel(body))] * 31
+    out.append(_scenario(w, "forced cancel", "forced", encode_forced(), queues=ListQueues([], cancel_items)))
+    return out
+
+
+def signature_of(key: bytes, digest: bytes) -> bytes:
+    """A signature (for tests that need one over an arbitrary digest)."""
+    return sign_digest(key, digest)
+
+
+# ---------------------------------------------------------------- random steps on the heavy world
+
+HEAVY_KINDS = ("trade", "trade", "trade", "liquidate", "liquidate", "deleverage", "deleverage",
+               "withdraw", "deposit", "forced", "oracle", "funding", "settle", "cancel")
+
+
+@st.composite
+def heavy_steps(draw: st.DrawFn, w: HeavyWorld) -> Scenario:
+    """One step of a random kind between the heavy world's 16-position accounts, with
+    random markets (held ones mostly), sizes, prices near the mark, flags and times."""
+    kind = draw(st.sampled_from(HEAVY_KINDS))
+    domain = w.chain.domain
+    names = list(ACTORS)
+    market = draw(st.one_of(st.sampled_from(HELD), st.integers(0, N_MARKETS)))
+    mark = w.prices.markets[market].mark if market < N_MARKETS else 1_000
+    size = draw(st.one_of(st.integers(1, 2_000), st.sampled_from([1_000 + market, 500 + market])))
+    price = max(1, mark + draw(st.integers(-3, 3)) * max(1, mark // 1_000))
+    flags = draw(st.sampled_from([0, 0, 0, FLAG_REDUCE_ONLY, FLAG_POST_ONLY]))
+    time = NOW + draw(st.sampled_from([0, 0, 0, 0, 0, 0, 1, 61, 3_600]))
+    queues = ListQueues()
+    orders: list[bytes] = []
+    if kind == "trade":
+        maker, taker = draw(st.permutations(names))[:2]
+        maker_buys = draw(st.booleans())
+        orders = [
+            w.order(maker, market, maker_buys, price, size, flags),
+            w.order(taker, market, not maker_buys, price + (-1 if maker_buys else 1) * draw(st.integers(0, 2)), size,
+                    draw(st.sampled_from([0, 0, FLAG_REDUCE_ONLY]))),
+        ]
+        step = encode_trade(0, 1, draw(st.integers(1, size)))
+    elif kind == "liquidate":
+        target = draw(st.sampled_from(["target", "target", *names]))
+        liquidator = draw(st.sampled_from([n for n in names if n != target]))
+        held = w.account(target).position(market)
+        is_buy = draw(st.booleans()) if held is None else held.size > 0
+        orders = [w.order(liquidator, market, is_buy, mark + (1 if is_buy else -1) * draw(st.integers(0, 5)), size, flags)]
+        step = encode_liquidate(w.index[target], 0, draw(st.integers(1, size)))
+    elif kind == "deleverage":
+        target = draw(st.sampled_from(["broke", "broke", *names]))
+        counter = draw(st.sampled_from([n for n in names if n != target]))
+        step = encode_deleverage(w.index[target], w.index[counter], market, size)
+    elif kind == "withdraw":
+        name = draw(st.sampled_from(names))
+        amount = draw(st.one_of(st.integers(1, 10**9), st.integers(1, 2 * 10**15)))
+        step = signed_withdraw(key_of(name), owner_of(name), domain, w.index[name], b"\x99" * 20, amount,
+                               draw(st.sampled_from([3, 3, 4])))
+    elif kind == "deposit":
+        owner = draw(st.sampled_from([owner_of(n) for n in names] + [b"\x55" * 20]))
+        queues = ListQueues([L1Deposit(owner, draw(st.integers(0, 10**12)))] * 41, [])
+        step = encode_deposit()
+    elif kind == "forced":
+        name = draw(st.sampled_from(names))
+        payload = encode_forced_withdraw(w.index[name], b"\x99" * 20, draw(st.integers(1, 2 * 10**15)))
+        queues = ListQueues([], [L1Forced(owner_of(draw(st.sampled_from(names))), payload)] * 31)
+        step = encode_forced()
+    elif kind == "oracle":
+        ids = draw(st.lists(st.integers(0, N_MARKETS - 1), max_size=8, unique=True))
+        entries = [OracleEntry(m, max(1, w.prices.markets[m].mark + draw(st.integers(-100, 100))), 0) for m in sorted(ids)]
+        entries += [OracleEntry(ORACLE_UNDERLYING_BASE + u, spot(u) + 7, 0)
+                    for u in sorted(draw(st.lists(st.integers(0, 15), max_size=4, unique=True)))]
+        signers = draw(st.one_of(st.just(w.oracle_keys), st.lists(st.sampled_from(w.oracle_keys), max_size=17)))
+        step = signed_oracle(signers, domain, time, entries)
+    elif kind == "funding":
+        step = encode_funding()
+    elif kind == "settle":
+        step = encode_settle(draw(st.sampled_from([*CALLS, *PUTS, 0, 64])))
+        time = draw(st.sampled_from([time, EXPIRY, EXPIRY + 10]))
+    else:
+        body = OrderBody(w.index["long"], market, True, flags, price, size, NEVER, draw(st.integers(0, 9)))
+        orders = [sign_order(key_of("long"), owner_of("long"), domain, body).encode()]
+        step = signed_cancel(key_of("long"), owner_of("long"), domain, 0, body)
+    return Scenario(f"random {kind}", kind, dict(w.leaves), step, time, w.chain, orders, queues)
