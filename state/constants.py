@@ -31,7 +31,7 @@ COLLATERAL_LIMIT: Final = 1 << 127
 POOL_LIMIT: Final = 1 << 127
 """Insurance fund and fee pool are in [0, POOL_LIMIT)."""
 ACCOUNT_LIMIT: Final = 1 << 32
-"""Account indices are in [1, ACCOUNT_LIMIT)."""
+"""Account indices are in [1, ACCOUNT_LIMIT - 1), so ``account_count`` fits its u32 field."""
 U64_LIMIT: Final = 1 << 64
 
 # Leaf namespaces: key = keccak256(namespace ‖ id).
