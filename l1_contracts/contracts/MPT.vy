@@ -31,13 +31,13 @@
      shift by 256 or more yields 0 where a path can be empty.
 """
 
-# Largest leaf value (the params leaf: 16 + 64 * 32 bytes).
-MAX_VALUE: constant(uint256) = 2064
+# Largest leaf value (the prices leaf: 144 + 64 * 32 bytes).
+MAX_VALUE: constant(uint256) = 2192
 # RLP string of a MAX_VALUE value: 3-byte header + payload.
-MAX_VALUE_ITEM: constant(uint256) = 2067
+MAX_VALUE_ITEM: constant(uint256) = 2195
 # Largest node: a leaf at depth 0 (3-byte list header, 34-byte path item)
 # holding a MAX_VALUE value.
-MAX_NODE: constant(uint256) = 2104
+MAX_NODE: constant(uint256) = 2232
 # Largest branch or extension node: 16 hash references and an empty value
 # (payload 529 bytes, 3-byte header).
 MAX_BRANCH: constant(uint256) = 532
@@ -47,7 +47,7 @@ MAX_EXTENSION: constant(uint256) = 70
 # Most nodes on one path: one node per nibble of the key, then the leaf.
 MAX_PATH: constant(uint256) = 65
 # Largest proof: 64 full branches and one MAX_NODE leaf.
-MAX_PROOF: constant(uint256) = 36152
+MAX_PROOF: constant(uint256) = 36280
 
 EMPTY_ROOT: constant(bytes32) = 0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421
 

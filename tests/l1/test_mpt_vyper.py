@@ -50,8 +50,8 @@ HARNESS = (
 )
 LONG = os.environ.get("HFX_FUZZ") == "long"
 SCALE = 10 if LONG else 1
-MAX_VALUE = 2064
-MAX_PROOF = 36152
+MAX_VALUE = 2192
+MAX_PROOF = 36280
 GET_GAS_TARGET = 285_000
 """1.5 x 190,000: Optimism's Solidity ``MerkleTrie.get`` on a 1M-key trie."""
 
@@ -142,7 +142,7 @@ def _new_value(rng: random.Random) -> bytes:
     if kind == 7:
         return rng.randbytes(rng.randrange(256, 700))
     if kind == 8:
-        return rng.randbytes(MAX_VALUE)  # the largest params leaf
+        return rng.randbytes(MAX_VALUE)  # the largest leaf (prices, 64 markets)
     return rng.randbytes(rng.randrange(700, MAX_VALUE))
 
 
