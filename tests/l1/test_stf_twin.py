@@ -546,3 +546,28 @@ def test_oracle_quorum_stops_at_threshold(twin: tw.Twin) -> None:
         assert py.receipt.code == Code.OK
         gas.append(out.gas)
     assert gas[1] - gas[0] < 14 * 3_000
+
+
+class _EndlessQueues:
+    """L1 queues with an item at every position (for pointers next to 2^64)."""
+
+    def deposit(self, index: int) -> L1Deposit | None:
+        return L1Deposit(keccak256(b"depositor%d" % index)[:20], 1)
+
+    def forced(self, index: int) -> L1Forced | None:
+        return L1Forced(b"\x33" * 20, b"junk")
+
+
+@pytest.mark.parametrize("field", ["next_deposit", "next_forced"])
+def test_queue_pointer_at_u64_bound_agrees(twin: tw.Twin, field: str) -> None:
+    """At queue position 2^64-1 both refuse with OVERFLOW and write nothing."""
+    from state.txs import encode_forced
+
+    w = clone_world(template())
+    g = w.global_()
+    w.leaves[GLOBAL_KEY] = replace(g, **{field: U64_LIMIT - 1}).encode()
+    step = encode_deposit() if field == "next_deposit" else encode_forced()
+    queues: Any = _EndlessQueues()
+    ctx = BatchContext.create(ACTORS.time, w.chain, queues, [])
+    py, out = tw.check_step(twin, dict(w.leaves), step, ctx, [], queues)
+    assert py.receipt.code == Code.OVERFLOW and out.writes == []

@@ -169,7 +169,8 @@ def _deposit(q: T.QueueItem, time: uint256, pre: T.Pre) -> (uint8, T.Post):
     assert q.index == g.next_deposit, "STF: deposit item is not the one at next_deposit"
     if not q.present:
         return T.QUEUE_EMPTY, empty(T.Post)
-    assert g.next_deposit + 1 < T.U64_LIMIT, "STF: deposit pointer overflows u64"
+    if g.next_deposit + 1 >= T.U64_LIMIT:
+        return T.OVERFLOW, empty(T.Post)
     g.next_deposit += 1
     g.l2_time = time
     code: uint8 = 0
@@ -372,7 +373,8 @@ def _forced(q: T.QueueItem, time: uint256, pre: T.Pre) -> (uint8, T.Post):
     assert q.index == g.next_forced, "STF: forced item is not the one at next_forced"
     if not q.present:
         return T.QUEUE_EMPTY, empty(T.Post)
-    assert g.next_forced + 1 < T.U64_LIMIT, "STF: forced pointer overflows u64"
+    if g.next_forced + 1 >= T.U64_LIMIT:
+        return T.OVERFLOW, empty(T.Post)
     g.next_forced += 1
     g.l2_time = time
     code: uint8 = 0
