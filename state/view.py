@@ -178,7 +178,3 @@ class StateView:
     def clear_dirty(self) -> None:
         """Forget the dirty set (after the caller has committed it); keep the cache."""
         self._dirty.clear()
-
-    def has_dirty(self) -> bool:
-        """True when some leaf was written since the last :meth:`clear_dirty`."""
-        return bool(self._dirty)

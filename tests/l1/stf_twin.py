@@ -18,10 +18,11 @@ import boa
 from boa.contracts.vyper.vyper_contract import VyperContract
 from eth_utils.address import to_checksum_address
 
+from proofs.witness import referenced_orders
 from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
 from state.layout import GLOBAL_KEY, Global
 from state.transition import Receipt, apply_step
-from state.txs import KIND_CANCEL, KIND_DEPOSIT, KIND_FORCED, KIND_LIQUIDATE, KIND_TRADE
+from state.txs import KIND_DEPOSIT, KIND_FORCED
 from state.view import StateView
 
 STF_DIR = Path(__file__).resolve().parents[2] / "l1_contracts" / "contracts" / "stf"
@@ -103,20 +104,6 @@ def run_python(leaves: Mapping[bytes, bytes], step: bytes, ctx: BatchContext) ->
 def witness(leaves: Mapping[bytes, bytes], keys: Sequence[bytes] | frozenset[bytes]) -> list[LeafTuple]:
     """The witness of ``keys``: each key with its presence and pre-value."""
     return [(k, k in leaves, leaves.get(k, b"")) for k in sorted(keys)]
-
-
-def referenced_orders(step: bytes) -> list[int]:
-    """Order-table references of a step (as the STF decodes them; none if malformed)."""
-    if not step:
-        return []
-    kind = step[0]
-    if kind == KIND_TRADE and len(step) == 13:
-        return [int.from_bytes(step[1:3], "big"), int.from_bytes(step[3:5], "big")]
-    if kind == KIND_CANCEL and len(step) == 68:
-        return [int.from_bytes(step[1:3], "big")]
-    if kind == KIND_LIQUIDATE and len(step) == 15:
-        return [int.from_bytes(step[5:7], "big")]
-    return []
 
 
 def to_address(raw: bytes) -> str:
