@@ -433,6 +433,11 @@ def _body_digest(ctx: BatchContext, b: OrderBody, owner: bytes) -> bytes:
 
 
 def _oracle(view: StateView, tx: Oracle, ctx: BatchContext) -> None:
+    """§7.5: publish a signed price update."""
+    # §7.5 step 1: decided by the step and the key set alone, before any leaf
+    # is read and any signature recovered
+    if len(tx.signatures) > len(ctx.chain.oracle_keys):
+        raise _refuse(Code.ORACLE_QUORUM)
     prices = view.prices()
     params = view.params()
     if tx.timestamp <= prices.oracle_time:
@@ -458,6 +463,12 @@ def _oracle(view: StateView, tx: Oracle, ctx: BatchContext) -> None:
             index[entry.id - ORACLE_UNDERLYING_BASE] = entry.price
         else:
             raise _refuse(Code.BAD_PRICE)
+    _check_oracle_quorum(tx, ctx)
+    view.set_prices(Prices(tx.timestamp, prices.funding_time, tuple(index), tuple(markets)))
+
+
+def _check_oracle_quorum(tx: Oracle, ctx: BatchContext) -> None:
+    """§7.5 step 4: at least the threshold of distinct key-set members signed the update."""
     digest = oracle_digest(ctx.chain.domain, tx.timestamp, keccak256(tx.entries_bytes))
     signers = set()
     for signature in tx.signatures:
@@ -466,7 +477,6 @@ def _oracle(view: StateView, tx: Oracle, ctx: BatchContext) -> None:
             signers.add(signer)
     if len(signers) < ctx.chain.oracle_threshold:
         raise _refuse(Code.ORACLE_QUORUM)
-    view.set_prices(Prices(tx.timestamp, prices.funding_time, tuple(index), tuple(markets)))
 
 
 # ============================================================================ funding

@@ -594,11 +594,23 @@ def oracle_entries(a: Actors) -> st.SearchStrategy[OracleEntry]:
     return mostly(plausible(), hostile)
 
 
+def signature_count_boundary(sigs: list[bytes], n_keys: int) -> st.SearchStrategy[list[bytes]]:
+    """``sigs`` cut or padded (with its own signatures repeated, or junk) to exactly
+    ``n_keys`` or ``n_keys + 1`` signatures: the largest count an oracle step may
+    carry and the smallest it is refused for (docs/stf.md §7.5 step 1). The first
+    signatures are kept, so a quorum at the front stays."""
+    filler = st.one_of(st.sampled_from(sigs), junk_signatures()) if sigs else junk_signatures()
+    return st.integers(n_keys, n_keys + 1).flatmap(
+        lambda count: st.lists(filler, min_size=count, max_size=count).map(lambda pad: (sigs + pad)[:count])
+    )
+
+
 def oracle_step(draw: st.DrawFn, c: StepContext, max_entries: int = 8) -> bytes:
     """An oracle update: a timestamp after the last one and not after the batch, sorted
     entries and a quorum of oracle signatures, each mostly. Otherwise: unsorted or
-    repeated ids, no signatures, foreign keys, junk, repeated signers (counted once) and
-    now and then many signatures."""
+    repeated ids, no signatures, foreign keys, junk, repeated signers (counted once),
+    exactly as many signatures as oracle keys or one more (the quorum first, then
+    repeats or junk), and now and then many signatures."""
     a = c.a
     lo = a.oracle_time + 1
     hi = max(lo, min(c.time, U64))
@@ -624,6 +636,8 @@ def oracle_step(draw: st.DrawFn, c: StepContext, max_entries: int = 8) -> bytes:
         sigs += draw(st.lists(junk_signatures(), min_size=1, max_size=2))
     if sigs and draw(st.integers(0, 3)) == 0:
         sigs += [sigs[0]] * draw(st.integers(1, 3))  # a repeated signer counts once
+    if draw(st.integers(0, 7)) == 0:
+        sigs = draw(signature_count_boundary(sigs, len(a.oracle_keys)))
     if draw(st.integers(0, 19)) == 0:
         sigs = (sigs or [bytes(65)]) * draw(st.integers(2, 30))  # many signatures
     sigs = draw(st.permutations(sigs))[:U8]

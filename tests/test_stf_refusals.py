@@ -624,6 +624,27 @@ def _() -> Case:
     ])
 
 
+@case("oracle_too_many_signatures", Code.ORACLE_QUORUM)
+def _() -> Case:
+    """One signature more than the 3 oracle keys (§7.5 step 1), however good the step
+    is otherwise, and whatever its other checks would say: nothing is recovered."""
+    w = quorum_world()
+    assert len(w.chain.oracle_keys) == 3
+    entries = [ETH_AT]
+    a, b, c = (oracle_sig(w, k, entries) for k in w.oracle_keys)
+    stale_ts = w.prices().oracle_time
+    stale = [oracle_sig(w, k, entries, stale_ts) for k in w.oracle_keys]
+    bad_price = [OracleEntry(ETH_PERP, 0, 0)]
+    return Case(w, [
+        oracle(w, entries, [b, b, GARBAGE_SIG, c]),  # a quorum among 4 signatures
+        oracle(w, entries, [a, b, c, a]),  # every key, then a repeat
+        oracle(w, entries, [a, b, c, GARBAGE_SIG]),
+        oracle(w, entries, [*stale, stale[0]], stale_ts),  # not monotonic: counted first
+        oracle(w, bad_price, [oracle_sig(w, k, bad_price) for k in (*w.oracle_keys, w.oracle_keys[0])]),
+        oracle(w, entries, [a, b, *[GARBAGE_SIG] * 253]),  # 255, the most a step encodes
+    ])
+
+
 # ---------------------------------------------------------------------------- funding
 
 
@@ -908,6 +929,18 @@ def test_signature_variants_are_what_they_claim() -> None:
     assert recover_signer(digest, GARBAGE_SIG) != digest_owner
 
 
+@pytest.mark.parametrize(("extra", "code"), [(0, Code.OK), (1, Code.ORACLE_QUORUM)])
+def test_oracle_signature_count_boundary(extra: int, code: Code) -> None:
+    """The same update, signed by every oracle key, is accepted with as many
+    signatures as keys and refused, changing nothing, with one more."""
+    w = quorum_world()
+    sigs = [oracle_sig(w, k, [ETH_AT]) for k in w.oracle_keys] + [GARBAGE_SIG] * extra
+    assert len(sigs) == len(w.chain.oracle_keys) + extra
+    before = dict(w.leaves)
+    assert w.run1(oracle(w, [ETH_AT], sigs)).code == code
+    assert (w.leaves == before) == (code != Code.OK)
+
+
 # ---------------------------------------------------------------------------- accepted baselines
 
 
@@ -956,10 +989,13 @@ def _ok_cancel() -> Case:
 
 
 def _ok_oracle() -> Case:
+    """As many signatures as oracle keys (3; one more is refused, §7.5 step 1), a
+    repeated one among them: two distinct signers meet the threshold of 2."""
     w = quorum_world()
     entries = [ETH_AT, OracleEntry(ETH_CALL, 41_000, 610_000), OracleEntry(ORACLE_UNDERLYING_BASE + ETH, 3_005_000, 0)]
     sigs = [oracle_sig(w, k, entries) for k in w.oracle_keys[1:]]
-    return Case(w, [oracle(w, entries, [sigs[0], sigs[0], keccak256(b"x") * 2 + b"\x1b", sigs[1]])])
+    assert len(w.chain.oracle_keys) == 3
+    return Case(w, [oracle(w, entries, [sigs[0], sigs[0], sigs[1]])])
 
 
 def _ok_funding() -> Case:

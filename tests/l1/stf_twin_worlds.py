@@ -5,8 +5,9 @@ history is replayed), so that each step kind meets its most expensive path:
 16-position accounts with pending funding on every perpetual and short
 options (the dearer margin formula), the 64-market params and prices leaves
 (about 2 KB each), 80 oracle entries signed by 16 keys, 64 perpetuals to
-accrue funding on. Every scenario is one step that the Python STF accepts
-(or, for the adversarial oracle, a step that is expensive on purpose).
+accrue funding on. Every scenario of :func:`heavy_scenarios` is one step that
+the Python STF accepts; :func:`heavy_oracle_refusals` are oracle steps that
+are refused as late, or with as much to read, as the rules allow.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from state.constants import (
 )
 from state.context import ChainConfig, L1Deposit, L1Forced, ListQueues
 from state.eip712 import address_of, sign_digest
+from state.errors import Code
 from state.keccak import keccak256
 from state.layout import (
     GLOBAL_KEY,
@@ -241,18 +243,8 @@ def heavy_scenarios() -> list[Scenario]:
     out.append(_scenario(w, "cancel", "cancel",
                          signed_cancel(key_of("long"), owner_of("long"), domain, 0, body), orders=[entry]))
 
-    entries = [OracleEntry(m, w.prices.markets[m].mark + 1, 600_000 if m >= 32 else 0) for m in range(N_MARKETS)]
-    entries += [OracleEntry(ORACLE_UNDERLYING_BASE + u, spot(u) + 1, 0) for u in range(MAX_UNDERLYINGS)]
     out.append(_scenario(w, "oracle: 80 entries, 16 of 16 signers", "oracle",
-                         signed_oracle(w.oracle_keys, domain, NOW, entries)))
-    honest = signed_oracle(w.oracle_keys, domain, NOW, entries)
-    sig_at = 10 + 13 * len(entries) + 1
-    valid = [honest[sig_at + 65 * i: sig_at + 65 * (i + 1)] for i in range(len(w.oracle_keys))]
-    digest_step = signed_oracle([keccak256(b"stranger")], domain, NOW, entries)
-    stranger_sig = digest_step[sig_at: sig_at + 65]
-    junk = [stranger_sig] * (255 - len(valid))
-    out.append(_scenario(w, "oracle: 80 entries, 239 foreign signatures before 16 valid", "oracle",
-                         encode_oracle(NOW, entries, junk + valid)))
+                         signed_oracle(w.oracle_keys, domain, NOW, all_oracle_entries(w))))
 
     perps = heavy_world(all_perps=True)
     out.append(Scenario("funding on 64 perpetuals", "funding", dict(perps.leaves), encode_funding(), NOW,
@@ -276,6 +268,45 @@ def heavy_scenarios() -> list[Scenario]:
     cancel_items = [L1Forced(owner_of("long"), encode_forced_cancel(body))] * 31
     out.append(_scenario(w, "forced cancel", "forced", encode_forced(), queues=ListQueues([], cancel_items)))
     return out
+
+
+def all_oracle_entries(w: HeavyWorld) -> list[OracleEntry]:
+    """The largest oracle update that can be accepted: every market and every underlying."""
+    entries = [OracleEntry(m, w.prices.markets[m].mark + 1, 600_000 if m >= 32 else 0) for m in range(N_MARKETS)]
+    entries += [OracleEntry(ORACLE_UNDERLYING_BASE + u, spot(u) + 1, 0) for u in range(MAX_UNDERLYINGS)]
+    return entries
+
+
+def oracle_signatures(keys: list[bytes], domain: bytes, entries: list[OracleEntry]) -> list[bytes]:
+    """Each key's signature over the update of ``entries`` at NOW."""
+    step = signed_oracle(keys, domain, NOW, entries)
+    sig_at = 10 + 13 * len(entries) + 1
+    return [step[sig_at + 65 * i: sig_at + 65 * (i + 1)] for i in range(len(keys))]
+
+
+def heavy_oracle_refusals() -> list[tuple[Scenario, Code]]:
+    """Oracle steps on the heavy world (16 keys, threshold 16) that are refused, each
+    with its code: at the signature count (docs/stf.md §7.5 step 1) however many
+    signatures follow, after all 16 recoveries, and after the 81st entry of the
+    longest step."""
+    w = heavy_world()
+    domain = w.chain.domain
+    entries = all_oracle_entries(w)
+    valid = oracle_signatures(w.oracle_keys, domain, entries)
+    stranger = oracle_signatures([keccak256(b"stranger")], domain, entries)[0]
+    # ids 0..254: the id 80 (the 81st entry) is no market and no underlying
+    too_many = [OracleEntry(i, 1_000, 0) for i in range(255)]
+    return [
+        (_scenario(w, "oracle: 80 entries, 255 signatures (239 foreign, then 16 valid)", "oracle",
+                   encode_oracle(NOW, entries, [stranger] * 239 + valid)), Code.ORACLE_QUORUM),
+        (_scenario(w, "oracle: 80 entries, 16 valid signatures and a repeat", "oracle",
+                   encode_oracle(NOW, entries, valid + valid[:1])), Code.ORACLE_QUORUM),
+        (_scenario(w, "oracle: 80 entries, 15 valid signatures, then a foreign one", "oracle",
+                   encode_oracle(NOW, entries, valid[:15] + [stranger])), Code.ORACLE_QUORUM),
+        (_scenario(w, "oracle: 255 entries, 16 signatures", "oracle",
+                   encode_oracle(NOW, too_many, oracle_signatures(w.oracle_keys, domain, too_many))),
+         Code.BAD_PRICE),
+    ]
 
 
 def signature_of(key: bytes, digest: bytes) -> bytes:
@@ -343,7 +374,11 @@ def heavy_steps(draw: st.DrawFn, w: HeavyWorld) -> Scenario:
         entries = [OracleEntry(m, max(1, w.prices.markets[m].mark + draw(st.integers(-100, 100))), 0) for m in sorted(ids)]
         entries += [OracleEntry(ORACLE_UNDERLYING_BASE + u, spot(u) + 7, 0)
                     for u in sorted(draw(st.lists(st.integers(0, 15), max_size=4, unique=True)))]
-        signers = draw(st.one_of(st.just(w.oracle_keys), st.lists(st.sampled_from(w.oracle_keys), max_size=17)))
+        # all 16 keys; one more signature than keys (refused before any recovery); any
+        signers = draw(st.one_of(
+            st.just(w.oracle_keys), st.permutations(w.oracle_keys).map(lambda keys: [*keys, keys[0]]),
+            st.lists(st.sampled_from(w.oracle_keys), max_size=17),
+        ))
         step = signed_oracle(signers, domain, time, entries)
     elif kind == "funding":
         step = encode_funding()

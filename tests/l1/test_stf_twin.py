@@ -68,7 +68,13 @@ from state.layout import (
 from state.signing import signed_oracle
 from state.txs import KIND_NAMES, OracleEntry, decode_order_entry, encode_deposit, encode_trade
 from tests.l1 import stf_twin as tw
-from tests.l1.stf_twin_worlds import Scenario, heavy_scenarios, heavy_steps, heavy_world
+from tests.l1.stf_twin_worlds import (
+    Scenario,
+    heavy_oracle_refusals,
+    heavy_scenarios,
+    heavy_steps,
+    heavy_world,
+)
 from tests.strategies import (
     ALL_KINDS,
     Actors,
@@ -178,7 +184,7 @@ def test_vector_steps_agree(twin: tw.Twin, path: Path) -> None:
 
 
 def test_vectors_are_all_there() -> None:
-    assert len(VECTORS) >= 139
+    assert len(VECTORS) >= 140
 
 
 # ============================================================================ 2. Hypothesis
@@ -502,6 +508,7 @@ def test_kind_contracts_refuse_foreign_kinds(twin: tw.Twin) -> None:
 
 
 HEAVY = heavy_scenarios()
+HEAVY_REFUSALS = heavy_oracle_refusals()
 
 
 @pytest.mark.parametrize("scenario", HEAVY, ids=[s.name for s in HEAVY])
@@ -510,12 +517,29 @@ def test_heavy_scenarios_agree(twin: tw.Twin, scenario: Scenario) -> None:
     assert py.receipt.code == Code.OK, py.receipt
 
 
+@pytest.mark.parametrize(("scenario", "code"), HEAVY_REFUSALS, ids=[s.name for s, _ in HEAVY_REFUSALS])
+def test_heavy_oracle_refusals_agree(twin: tw.Twin, scenario: Scenario, code: Code) -> None:
+    """The dearest refused oracle steps: refused alike, and writing nothing."""
+    py, out = check_scenario(twin, scenario)
+    assert py.receipt.code == code, py.receipt
+    assert out.writes == []
+
+
+def test_too_many_oracle_signatures_read_no_leaf(twin: tw.Twin) -> None:
+    """More signatures than keys is refused before any leaf is read (docs/stf.md §7.5
+    step 1): the Python touches nothing and the twin needs an empty witness."""
+    s, code = HEAVY_REFUSALS[0]
+    py, out = check_scenario(twin, s)
+    assert (py.receipt.code, py.touched, out.code) == (code, frozenset(), int(code))
+
+
 def test_gas_per_kind(twin: tw.Twin) -> None:
-    """Execution gas of each kind's heaviest step: through the dispatcher and called on
-    its step contract directly. Run with ``-s`` to see the table."""
+    """Execution gas of each kind's heaviest step, and of the dearest refused oracle
+    steps: through the dispatcher and called on its step contract directly. Run
+    with ``-s`` to see the table."""
     rows = []
     worst: dict[str, int] = {}
-    for s in HEAVY:
+    for s in [*HEAVY, *(s for s, _ in HEAVY_REFUSALS)]:
         ctx = BatchContext.create(s.time, s.chain, s.queues, s.orders)
         py = tw.run_python(s.leaves, s.step, ctx)
         context = tw.vyper_context(s.leaves, s.step, s.time, s.chain, s.orders, s.queues)
@@ -525,8 +549,7 @@ def test_gas_per_kind(twin: tw.Twin) -> None:
         part.execute(s.step, context, wit)
         direct = int(part._computation.get_gas_used())
         rows.append(f"  {s.kind:<11} {direct:>9,} {via:>9,}  {s.name}")
-        if "foreign" not in s.name:
-            worst[s.kind] = max(worst.get(s.kind, 0), direct)
+        worst[s.kind] = max(worst.get(s.kind, 0), direct)
     print("\nexecution gas: kind, step contract, via dispatcher, scenario\n" + "\n".join(rows))
     assert set(worst) == set(KIND_NAMES.values())
     for kind, gas in worst.items():

@@ -66,6 +66,11 @@ def execute(
         n_sigs = convert(slice(step, sig_at, 1), uint256)
         if n != sig_at + 1 + SIG_SIZE * n_sigs:
             return T.INVALID_ENCODING, []
+        # §7.5 step 1: more signatures than keys is refused on the step and
+        # the key set alone, before any leaf is read or signature recovered;
+        # so at most MAX_ORACLE_KEYS signatures are ever recovered
+        if n_sigs > len(ctx.oracle_keys):
+            return T.ORACLE_QUORUM, []
     elif (kind == T.STEP_FUNDING and n != 1) or (kind == T.STEP_SETTLE and n != 2):
         return T.INVALID_ENCODING, []
     params: Bytes[T.MAX_LEAF] = b""
@@ -116,7 +121,7 @@ def execute(
                     packed[w] = entries[0] << 152
             prices_hash: bytes32 = keccak256(slice(abi_encode(packed), 0, size))
             digest: bytes32 = S._oracle_digest(ctx.domain, timestamp, prices_hash)
-            # §7.5 step 3: distinct recovered members of the key set; the
+            # §7.5 step 4: distinct recovered members of the key set; the
             # signatures after the quorum is reached cannot change the outcome
             # the key set, strictly increasing, padded with max_value so that a
             # binary search over the 16 slots needs no bounds
@@ -132,7 +137,8 @@ def execute(
             threshold: uint256 = ctx.oracle_threshold
             seen: uint256 = 0  # bit k: keys[k] has signed
             count: uint256 = 0
-            for j: uint256 in range(n_sigs, bound=255):
+            # n_sigs <= len(ctx.oracle_keys) <= MAX_ORACLE_KEYS (step 1)
+            for j: uint256 in range(n_sigs, bound=T.MAX_ORACLE_KEYS):
                 if count >= threshold:
                     break
                 o: uint256 = sig_at + 1 + SIG_SIZE * j
@@ -174,9 +180,9 @@ def _oracle(
     prices: Bytes[T.MAX_LEAF],
 ) -> (uint8, uint256[C.PRICES_WORDS]):
     """
-    @notice §7.5 steps 1-2 and 4: `timestamp u64 | n u8 | n × (id u8 |
-            price u64 | iv u32) | m u8 | m × signature`; the signatures are
-            checked by the caller.
+    @notice §7.5 steps 2-3 and 5: `timestamp u64 | n u8 | n × (id u8 |
+            price u64 | iv u32) | m u8 | m × signature`; the signature count
+            (step 1) and the signatures (step 4) are checked by the caller.
     @param timestamp The update's timestamp.
     @param entries The first (at most 81) entries, each as a 13-byte integer.
     @param time The batch time.

@@ -129,14 +129,18 @@ MAX_LEAVES: constant(uint256) = 8
 MAX_SMALL_LEAF: constant(uint256) = 620
 # Leaves one step writes: at most 5 (a trade).
 MAX_WRITES: constant(uint256) = 5
-# Longest step any kind accepts: an oracle step with 255 entries and 255
-# signatures (11 + 13 * 255 + 65 * 255). A longer step is INVALID_ENCODING
-# or UNKNOWN_KIND whatever its bytes; the dispatcher decides that itself.
+# Longest step any kind parses: an oracle step with 255 entries and 255
+# signatures (11 + 13 * 255 + 65 * 255; refused, §7.5 steps 1 and 3, but
+# well formed). A longer step is INVALID_ENCODING or UNKNOWN_KIND whatever
+# its bytes; the dispatcher decides that itself.
 MAX_STEP: constant(uint256) = 19901
 # Longest step of a fixed-length kind (withdraw).
 MAX_FIXED_STEP: constant(uint256) = 106
 # Steps as long as a batch can carry them (u16 length prefix, §5.1).
 MAX_BATCH_STEP: constant(uint256) = 65535
+# Largest oracle key set (the rollup's bound, §3). An oracle step with more
+# signatures than keys is refused before any is recovered (§7.5 step 1), so
+# one step recovers at most this many.
 MAX_ORACLE_KEYS: constant(uint256) = 16
 # Forced payloads: the bridge accepts at most 40 bytes; the twin accepts a
 # little more so that malformed payloads of any plausible length are tested.
