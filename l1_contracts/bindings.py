@@ -171,12 +171,6 @@ class BatchData:
         return BatchData(*raw)
 
 
-def replay_witness(steps: Sequence[bytes], index: int) -> bytes:
-    """The witness of the test prover (TestReplayProver): abi_encode(step, branch)."""
-    branch = merkle_branch([keccak256(s) for s in steps], index)
-    return abi_encode(["bytes", "bytes32[]"], [steps[index], branch])
-
-
 # ---------------------------------------------------------------- records
 
 
@@ -390,6 +384,53 @@ class _Client:
         return list(ev.get_logs(from_block=from_block, to_block=to_block, argument_filters=filters or None))
 
 
+PROVER_MIN_CALLDATA = 4096
+"""``OneStepProver.prove`` reads its trailing proofs in windows of this many bytes."""
+
+
+def prove_calldata(encoded: bytes, proofs: bytes) -> bytes:
+    """The calldata of ``OneStepProver.prove``: the ABI-encoded call, then the
+    proofs, which end the calldata (padded in between to the prover's minimum)."""
+    pad = max(0, PROVER_MIN_CALLDATA - len(encoded) - len(proofs))
+    return encoded + bytes(pad) + proofs
+
+
+class ProverClient(_Client):
+    """The one-step prover: executes one step and records the root after it."""
+
+    NAME = "OneStepProver"
+
+    def calldata(
+        self, pre_root: bytes, step_index: int, data: BatchData, context: tuple[Any, ...], args: Any
+    ) -> bytes:
+        """The calldata proving one step; ``args`` is a :class:`proofs.onestep.ProverInput`."""
+        if args.is_long:
+            call = self.contract.functions.prove_long_step(
+                pre_root, step_index, data.as_tuple(), context, args.step, args.step_branch
+            )
+            return bytes.fromhex(call._encode_transaction_data().removeprefix("0x"))
+        call = self.contract.functions.prove(
+            pre_root, step_index, data.as_tuple(), context, args.step, args.step_branch,
+            args.order_tuples(), args.leaf_tuples(), args.proof_sizes,
+        )
+        encoded = bytes.fromhex(call._encode_transaction_data().removeprefix("0x"))
+        return prove_calldata(encoded, args.proofs)
+
+    def prove(
+        self, pre_root: bytes, step_index: int, data: BatchData, context: tuple[Any, ...], args: Any
+    ) -> Any:
+        """Send the proof of one step (anyone may); returns the receipt."""
+        if self.tx is None:
+            raise RuntimeError("read-only client: no transactor")
+        return self.tx.send_raw(
+            {"to": self.address, "data": self.calldata(pre_root, step_index, data, context, args)}
+        )
+
+    def result(self, claim: bytes) -> bytes:
+        """The root recorded under ``claim`` (zero if none)."""
+        return bytes(self._call("result", claim))
+
+
 class TokenClient(_Client):
     """The devnet collateral token."""
 
@@ -570,9 +611,21 @@ class RollupClient(_Client):
         """Challenger's move."""
         return self._send("choosePart", game, list(roots), part)
 
-    def prove_step(self, game: int, data: BatchData, witness: bytes) -> Any:
-        """The one-step proof."""
-        return self._send("proveStep", game, data.as_tuple(), witness)
+    def prove_step(self, game: int) -> Any:
+        """Settle a one-step game with the result the prover recorded (``ProverClient.prove`` first)."""
+        return self._send("proveStep", game)
+
+    def step_claim(self, game: int) -> bytes:
+        """The claim ``proveStep`` looks up for ``game``."""
+        return bytes(self._call("stepClaim", game))
+
+    def step_context(self) -> tuple[Any, ...]:
+        """The deployment's StepContext (chain id, rollup, bridge, oracle keys, threshold)."""
+        return (
+            int(self.w3.eth.chain_id), self.address, to_checksum_address(self._call("BRIDGE")),
+            [to_checksum_address(k) for k in self._call("oracleKeys")],
+            int(self._call("ORACLE_THRESHOLD")),
+        )
 
     def timeout(self, game: int) -> Any:
         """End a game whose running clock is spent."""

@@ -24,9 +24,6 @@ MAX_ORACLE_KEYS = 16
 MAX_BATCH_BYTES = 120_000
 """Largest batch ``postBatch`` accepts (an L1 transaction stays under 128 KiB)."""
 
-MAX_WITNESS_BYTES = 131_072
-"""Largest one-step-proof witness ``proveStep`` forwards to the prover."""
-
 BPS = 10_000
 
 

@@ -7,8 +7,9 @@ Two paths, one order of deployment:
 - :func:`deploy_boa` deploys into titanoboa's in-process EVM for fast tests,
   and returns the contract objects.
 
-Order: token (unless an existing one is given), prover (unless given), bridge,
-rollup. The bridge and the rollup refer to each other: the bridge is deployed
+Order: token (unless an existing one is given), prover (unless given: the
+four step contracts of the STF twin, then ``OneStepProver`` bound to them),
+bridge, rollup. The bridge and the rollup refer to each other: the bridge is deployed
 with the rollup's address computed in advance from the deployer's nonce, and
 the rollup's constructor checks that ``bridge.ROLLUP() == self``.
 """
@@ -31,7 +32,9 @@ from l1_contracts.config import DEVNET, RollupConfig
 CONTRACTS_DIR = Path(__file__).resolve().parent / "contracts"
 
 TEST_PROVER = "test/TestReplayProver"
-"""The test double of the one-step prover (until the real OneStepProver exists)."""
+"""The test double of the one-step prover, for tests of the game's rules only."""
+STEP_CONTRACTS = ("stf/StfAccounts", "stf/StfTrade", "stf/StfPrices", "stf/StfLiquidation")
+"""The STF twin's step contracts, in the order ``OneStepProver``'s constructor takes them."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ def create_address(sender: str, nonce: int) -> str:
     return to_checksum_address(raw)
 
 
+def sorted_keys(keys: Sequence[str]) -> list[str]:
+    """Oracle keys in strictly increasing numeric order, as the rollup requires."""
+    return sorted((to_checksum_address(k) for k in keys), key=lambda k: int(k, 16))
+
+
 def rollup_args(
     bridge: str, prover: str, operator: str, genesis: Genesis, config: RollupConfig
 ) -> list[Any]:
@@ -117,7 +125,7 @@ def rollup_args(
         operator,
         genesis.root,
         genesis.time,
-        list(genesis.oracle_keys),
+        sorted_keys(genesis.oracle_keys),
         genesis.oracle_threshold,
         config.k,
         config.challenge_window,
@@ -144,13 +152,14 @@ def deploy_web3(
     prover: str | None = None,
     token_name: str = "HFX Devnet USD",
     token_symbol: str = "dUSD",
+    test_prover: bool = False,
 ) -> Deployment:
     """Deploy to ``rpc_url`` from the account of ``private_key``.
 
     ``operator`` defaults to the deployer; ``token`` to a new devnet
     :file:`Token.vy` whose minter is the deployer; ``prover`` to a new
-    :file:`test/TestReplayProver.vy` (the test double, until the real prover
-    exists). Waits for every receipt.
+    one-step prover (or, with ``test_prover``, the test double that game-rule
+    tests use). Waits for every receipt.
     """
     from web3 import Web3
 
@@ -162,8 +171,11 @@ def deploy_web3(
     operator = to_checksum_address(operator or account.address)
     if token is None:
         token = tx.deploy(compile_contract("Token"), [token_name, token_symbol, account.address])
-    if prover is None:
+    if prover is None and test_prover:
         prover = tx.deploy(compile_contract(TEST_PROVER), [])
+    elif prover is None:
+        parts = [tx.deploy(compile_contract(name), []) for name in STEP_CONTRACTS]
+        prover = tx.deploy(compile_contract("OneStepProver"), parts)
     nonce = w3.eth.get_transaction_count(account.address, "pending")
     rollup_at = create_address(account.address, nonce + 1)
     bridge = tx.deploy(compile_contract("Bridge"), [token, rollup_at])
@@ -220,8 +232,10 @@ def deploy_boa(
     *,
     deployer: str | None = None,
     prover: Any = None,
+    test_prover: bool = False,
 ) -> BoaDeployment:
-    """Deploy token, test prover (unless given), bridge and rollup with titanoboa.
+    """Deploy token, prover (unless given; the test double with ``test_prover``),
+    bridge and rollup with titanoboa.
 
     ``deployer`` (default: titanoboa's default account) deploys and is the
     token's minter.
@@ -231,8 +245,11 @@ def deploy_boa(
     sender = deployer or boa.env.eoa
     with boa.env.prank(sender):
         token = boa_deployer("Token").deploy("HFX Test USD", "tUSD", sender)
-        if prover is None:
+        if prover is None and test_prover:
             prover = boa_deployer(TEST_PROVER).deploy()
+        elif prover is None:
+            parts = [boa_deployer(name).deploy() for name in STEP_CONTRACTS]
+            prover = boa_deployer("OneStepProver").deploy(*(p.address for p in parts))
         nonce = boa.env.evm.vm.state.get_nonce(bytes.fromhex(sender.removeprefix("0x")))
         rollup_at = create_address(sender, nonce + 1)
         bridge = boa_deployer("Bridge").deploy(token.address, rollup_at)

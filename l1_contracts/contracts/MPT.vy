@@ -46,8 +46,12 @@ MAX_BRANCH: constant(uint256) = 532
 MAX_EXTENSION: constant(uint256) = 70
 # Most nodes on one path: one node per nibble of the key, then the leaf.
 MAX_PATH: constant(uint256) = 65
-# Largest proof: 64 full branches and one MAX_NODE leaf.
-MAX_PROOF: constant(uint256) = 36280
+# Largest proof taken: 16 kB, 26 full branches above a MAX_NODE leaf. A
+# longer proof (up to 64 full branches, 36,280 bytes) needs a path with more
+# than 26 full branches, that is, 15 keys leaving it at each of 27 depths:
+# about 16**27 (2**108) hash evaluations to grind for keccak-derived keys.
+# The bound keeps every caller's memory, which Vyper sizes for it, small.
+MAX_PROOF: constant(uint256) = 16384
 
 EMPTY_ROOT: constant(bytes32) = 0x56e81f171bcc55a6ff8345e692c0f86e5b48e01b996cadc001622fb5e363b421
 
@@ -196,18 +200,23 @@ def _get(root: bytes32, key: bytes32, proof: Bytes[MAX_PROOF]) -> (bool, Bytes[M
 @pure
 def _update(
     root: bytes32, key: bytes32, new_value: Bytes[MAX_VALUE], proof: Bytes[MAX_PROOF]
-) -> bytes32:
+) -> (bytes32, bool, bytes32):
     """
-    @notice Root of the trie `root` after setting `key` to `new_value`.
+    @notice Root of the trie `root` after setting `key` to `new_value`, and
+            what the key held before.
     @dev `proof` proves the key's current state against `root` (inclusion:
          the value is replaced; exclusion: the key is inserted). To write
          several keys, call again with the returned root and a proof against
          it. Reverts if the proof is malformed or does not match the root.
+         The old value comes back as its hash: a caller that was told the
+         key's value checks it without another proof (the same proof read
+         it).
     @param root The trie's root hash.
     @param key The 32-byte key (already hashed).
     @param new_value The new value (1 to MAX_VALUE bytes).
     @param proof The proof nodes of `key` against `root`, concatenated.
-    @return The new root hash.
+    @return The new root hash; whether the key was present; keccak256 of its
+            old value (bytes32(0) when it was absent).
     """
     if not len(new_value) != 0:
         self._fail(EMPTY_VALUE)
@@ -217,7 +226,7 @@ def _update(
     if root == EMPTY_ROOT:
         if not n == 0:
             self._fail(PROOF_TOO_LONG)
-        return keccak256(self._leaf(k, 0, item))
+        return keccak256(self._leaf(k, 0, item)), False, empty(bytes32)
 
     # Walk down as in `_get`, recording each branch and extension passed.
     window: Bytes[MAX_NODE + 32] = b""
@@ -264,6 +273,12 @@ def _update(
         self._fail(UNUSED_PROOF_BYTES)
     if not (s.status != HASHED_CHILD and s.status != EMBEDDED_CHILD):
         self._fail(PATH_TOO_LONG)
+    old_present: bool = s.status == FOUND
+    old_hash: bytes32 = empty(bytes32)
+    if old_present:
+        if not s.value_len <= MAX_VALUE:
+            self._fail(VALUE_TOO_LONG)
+        old_hash = keccak256(slice(window, s.value_start, s.value_len))
 
     # The new subtree in place of the terminal leaf or extension, or in the
     # empty slot.
@@ -313,7 +328,7 @@ def _update(
         )
         tail = convert(slice(window, slot_end - base, payload_end - slot_end), Bytes[MAX_BRANCH])
         node = self._list(concat(head, self._ref(node), tail))
-    return keccak256(node)
+    return keccak256(node), old_present, old_hash
 
 
 @internal

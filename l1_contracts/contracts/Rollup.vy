@@ -107,7 +107,6 @@ BPS: constant(uint256) = 10000
 MASK_64: constant(uint256) = 2**64 - 1
 MASK_128: constant(uint256) = 2**128 - 1
 MAX_OPEN_GAMES: constant(uint256) = 2**56 - 1
-MAX_WITNESS: constant(uint256) = 131072
 
 
 event BatchPosted:
@@ -166,6 +165,9 @@ PROPOSER_BOND: public(immutable(uint256))
 CHALLENGER_BOND: public(immutable(uint256))
 BURN_BPS: public(immutable(uint256))
 ORACLE_THRESHOLD: public(immutable(uint256))
+# keccak256(abi_encode(StepContext)): the context every step of this
+# deployment runs in (part of a one-step proof's claim, IOneStepProver).
+CONTEXT_HASH: public(immutable(bytes32))
 
 oracle_keys: DynArray[address, MAX_ORACLE_KEYS]
 records: HashMap[uint256, Packed]
@@ -220,6 +222,11 @@ def __init__(
     assert genesis_root != empty(bytes32), "ZERO_ROOT"
     assert k >= 2 and k <= DisputeGame.MAX_K, "BAD_CONFIG"
     assert oracle_threshold >= 1 and oracle_threshold <= len(oracle_keys), "BAD_CONFIG"
+    for i: uint256 in range(1, MAX_ORACLE_KEYS):
+        if i >= len(oracle_keys):
+            break
+        # strictly increasing: the STF looks signers up by binary search
+        assert convert(oracle_keys[i - 1], uint256) < convert(oracle_keys[i], uint256), "BAD_CONFIG"
     assert challenge_window > 0 and clock > 0 and forced_inclusion_delay > 0, "BAD_CONFIG"
     assert proposer_bond > 0 and challenger_bond > 0 and burn_bps < BPS, "BAD_CONFIG"
     BRIDGE = bridge
@@ -235,6 +242,13 @@ def __init__(
     BURN_BPS = burn_bps
     ORACLE_THRESHOLD = oracle_threshold
     self.oracle_keys = oracle_keys
+    CONTEXT_HASH = keccak256(abi_encode(IOneStepProver.StepContext(
+        chain_id=chain.id,
+        rollup=self,
+        bridge=bridge.address,
+        oracle_keys=oracle_keys,
+        oracle_threshold=oracle_threshold,
+    )))
     self._store(0, Batch(
         parent=0,
         height=0,
@@ -528,28 +542,37 @@ def choosePart(game: uint256, roots: DynArray[bytes32, DisputeGame.MAX_K - 1], p
 
 
 @external
-def proveStep(game: uint256, data: IOneStepProver.BatchData, witness: Bytes[MAX_WITNESS]):
+def proveStep(game: uint256):
     """
-    @notice The one-step proof (anyone may send it; it is due on the
-            challenger's clock): the prover executes step `lo` from
-            `lo_root`; a result other than the asserter's `hi_root` makes the
-            asserter lose, an equal one the challenger.
+    @notice Settle a game at one step with the prover's recorded result
+            (anyone may send it; it is due on the challenger's clock). The
+            step must have been proven first (`OneStepProver.prove`, any
+            sender): the root after step `lo` from `lo_root`, recorded under
+            the claim of this batch and deployment. A result other than the
+            asserter's `hi_root` makes the asserter lose, an equal one the
+            challenger.
     @param game The game, at one step (hi = lo + 1).
-    @param data The batch's data fields (from `BatchPosted`), checked against its data_hash.
-    @param witness The prover's witness (see IOneStepProver).
     """
     b: Batch = self._game_live(game)
-    assert keccak256(abi_encode(data)) == b.data_hash, "WRONG_BATCH_DATA"
     g: DisputeGame.Game = DisputeGame._one_step(game)
-    ctx: IOneStepProver.StepContext = IOneStepProver.StepContext(
-        chain_id=chain.id,
-        rollup=self,
-        bridge=BRIDGE.address,
-        oracle_keys=self.oracle_keys,
-        oracle_threshold=ORACLE_THRESHOLD,
-    )
-    proven: bytes32 = staticcall PROVER.prove(g.lo_root, g.lo, data, ctx, witness)
+    claim: bytes32 = keccak256(abi_encode(g.lo_root, g.lo, b.data_hash, CONTEXT_HASH))
+    proven: bytes32 = staticcall PROVER.result(claim)
+    assert proven != empty(bytes32), "STEP_NOT_PROVEN"
     self._settle(game, DisputeGame._prove_result(game, proven))
+
+
+@external
+@view
+def stepClaim(game: uint256) -> bytes32:
+    """
+    @notice The claim under which `proveStep` looks up a game's one-step
+            result (IOneStepProver).
+    @param game The game.
+    @return keccak256(abi_encode(lo_root, lo, data_hash, CONTEXT_HASH)).
+    """
+    g: DisputeGame.Game = DisputeGame.games[game]
+    b: Batch = self._load(g.batch)
+    return keccak256(abi_encode(g.lo_root, g.lo, b.data_hash, CONTEXT_HASH))
 
 
 @external

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import boa
 from eth_utils import to_checksum_address
 
-from l1_contracts.bindings import BatchData, parse_batch, replay_witness
+from l1_contracts.bindings import BatchData, parse_batch
 from l1_contracts.config import ETHER, TEST, RollupConfig
 from l1_contracts.deploy import BoaDeployment, Genesis, deploy_boa
+from proofs.commitment import merkle_branch
 from state.batch import Batch
 from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
 from state.db import StateDB
@@ -81,11 +82,11 @@ class L1Chain:
         self.world = World()
         self.db = StateDB.in_memory()
         self.genesis_root = self.db.initialize(self.world.leaves)
-        keys = sorted(addr(a) for a in self.world.chain.oracle_keys)
+        keys = [addr(a) for a in sorted(self.world.chain.oracle_keys)]
         self.genesis = Genesis(self.genesis_root, self.world.time, keys, self.world.oracle_threshold)
         self.sequencer = addr(bytes.fromhex(boa.env.generate_address("sequencer")[2:]))
         self.deployer = boa.env.eoa
-        self.d: BoaDeployment = deploy_boa(self.genesis, config, self.sequencer)
+        self.d: BoaDeployment = deploy_boa(self.genesis, config, self.sequencer, test_prover=True)
         self.config = config
         self.rollup = self.d.rollup
         self.bridge = self.d.bridge
@@ -223,9 +224,28 @@ class L1Chain:
 
     # -------------------------------------------------------- game helpers
 
-    def witness(self, posted: Posted, step_index: int) -> bytes:
-        """The test prover's witness for step ``step_index`` of ``posted``."""
-        return replay_witness(posted.batch.steps, step_index)
+    def context(self) -> tuple[object, ...]:
+        """The deployment's StepContext, as the rollup hashes it."""
+        keys = [addr(bytes.fromhex(str(k)[2:])) for k in self.rollup.oracleKeys()]
+        return (
+            boa.env.evm.patch.chain_id, self.rollup.address, self.bridge.address, keys,
+            int(self.rollup.ORACLE_THRESHOLD()),
+        )
+
+    def prove(self, posted: Posted, step_index: int, pre_root: bytes) -> bytes:
+        """Have the test prover record step ``step_index`` of ``posted`` from ``pre_root``."""
+        steps = posted.batch.steps
+        branch = merkle_branch([keccak256(s) for s in steps], step_index)
+        return bytes(self.prover.prove(
+            pre_root, step_index, posted.data.as_tuple(), self.context(), steps[step_index], branch
+        ))
+
+    def prove_game(self, gid: int) -> None:
+        """Prove the one step game ``gid`` is at, then settle it with ``proveStep``."""
+        g = self.rollup.game(gid)
+        posted = self.posted[int(g.batch)]
+        self.prove(posted, int(g.lo), bytes(g.lo_root))
+        self.rollup.proveStep(gid)
 
 
 def tx_gas(contract: object, fn_name: str, *args: object) -> int:

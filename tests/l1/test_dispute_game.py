@@ -24,7 +24,9 @@ from l1_contracts.bindings import (
     game_info_from_abi,
 )
 from l1_contracts.config import BPS, TEST
+from proofs.commitment import merkle_branch
 from proofs.game import dissection_rounds, split_points
+from state.keccak import keccak256
 from state.txs import encode_funding
 from tests.l1.fixtures_rollup import (
     LONG,
@@ -110,12 +112,11 @@ def play_out(
             if gas:
                 gas.note("choosePart", tx_gas(rollup, "choosePart", gid, roots, part))
         else:
-            witness = chain.witness(posted, g.lo)
-            data = posted.data.as_tuple()
+            chain.prove(posted, g.lo, g.lo_root)
             with boa.env.prank(g.challenger):
-                rollup.proveStep(gid, data, witness)
+                rollup.proveStep(gid)
             if gas:
-                gas.note("proveStep (test prover)", tx_gas(rollup, "proveStep", gid, data, witness))
+                gas.note("proveStep (result recorded by the prover)", tx_gas(rollup, "proveStep", gid))
     raise AssertionError("game did not end")
 
 
@@ -187,7 +188,9 @@ def test_one_step_batch_goes_straight_to_the_proof(chain: L1Chain) -> None:
     assert (g.lo, g.hi, g.turn) == (0, 1, Side.CHALLENGER)
     with boa.env.prank(chain.sequencer), boa.reverts("NOT_YOUR_TURN"):
         chain.rollup.postRoots(gid, [])
-    chain.rollup.proveStep(gid, posted.data.as_tuple(), chain.witness(posted, 0))
+    with boa.reverts("STEP_NOT_PROVEN"):
+        chain.rollup.proveStep(gid)
+    chain.prove_game(gid)
     assert game(chain, gid).status == GameStatus.CHALLENGER_WON
 
 
@@ -213,7 +216,7 @@ def test_move_rules(chain: L1Chain) -> None:
     with boa.env.prank(challenger), boa.reverts("NOT_YOUR_TURN"):
         chain.rollup.choosePart(gid, roots, 0)
     with boa.reverts("NOT_ONE_STEP"):
-        chain.rollup.proveStep(gid, posted.data.as_tuple(), chain.witness(posted, 0))
+        chain.rollup.proveStep(gid)
     with boa.env.prank(chain.sequencer):
         chain.rollup.postRoots(gid, roots)
     with boa.env.prank(chain.sequencer), boa.reverts("NOT_YOUR_TURN"):
@@ -239,12 +242,18 @@ def test_move_rules(chain: L1Chain) -> None:
         with boa.env.prank(challenger):
             chain.rollup.choosePart(gid, r, 0)
         g = game(chain, gid)
+    # a result recorded for other batch data, or another context, is not this game's
+    steps = posted.batch.steps
+    branch = merkle_branch([keccak256(s) for s in steps], g.lo)
     bad = posted.data.as_tuple()[:4] + (posted.data.n_steps + 1,) + posted.data.as_tuple()[5:]
-    with boa.reverts("WRONG_BATCH_DATA"):
-        chain.rollup.proveStep(gid, bad, chain.witness(posted, g.lo))
+    chain.prover.prove(g.lo_root, g.lo, bad, chain.context(), steps[g.lo], branch)
+    other_ctx = chain.context()[:4] + (int(chain.context()[4]) + 1,)
+    chain.prover.prove(g.lo_root, g.lo, posted.data.as_tuple(), other_ctx, steps[g.lo], branch)
+    with boa.reverts("STEP_NOT_PROVEN"):
+        chain.rollup.proveStep(gid)
     with boa.reverts("BAD_STEP_PROOF"):
-        chain.rollup.proveStep(gid, posted.data.as_tuple(), chain.witness(posted, g.lo + 1))
-    chain.rollup.proveStep(gid, posted.data.as_tuple(), chain.witness(posted, g.lo))
+        chain.prover.prove(g.lo_root, g.lo + 1, posted.data.as_tuple(), chain.context(), steps[g.lo], branch)
+    chain.prove_game(gid)
     assert game(chain, gid).status == GameStatus.ASSERTER_WON
     with boa.reverts("GAME_OVER"):
         chain.rollup.timeout(gid)
@@ -580,7 +589,8 @@ class DisputeMachine(RuleBasedStateMachine):
             with boa.env.prank(g.challenger):
                 self.c.rollup.choosePart(g.game, roots, part)
         else:
-            self.c.rollup.proveStep(g.game, b.posted.data.as_tuple(), self.c.witness(b.posted, g.lo))
+            self.c.prove(b.posted, g.lo, g.lo_root)
+            self.c.rollup.proveStep(g.game)
 
     def _honest_turns(self) -> None:
         """The honest challenger watches (challenges every wrong root on an honest

@@ -51,7 +51,9 @@ HARNESS = (
 LONG = os.environ.get("HFX_FUZZ") == "long"
 SCALE = 10 if LONG else 1
 MAX_VALUE = 2192
-MAX_PROOF = 36280
+MAX_PROOF = 16384
+FULL_DEPTHS_AT_BOUND = 26
+"""Full branches (532 bytes) a proof of a largest leaf holds within MAX_PROOF."""
 GET_GAS_TARGET = 285_000
 """1.5 x 190,000: Optimism's Solidity ``MerkleTrie.get`` on a 1M-key trie."""
 
@@ -181,7 +183,13 @@ def _check_write(
     if read:
         assert tuple(mpt.get(model.root, key, proof)) == model.lookup(key)
     expected = model.root_after(key, value)
-    assert mpt.update(model.root, key, value, proof) == expected
+    if read:
+        assert mpt.update(model.root, key, value, proof) == expected
+    else:
+        # The write reports what it replaced: the proof's own reading.
+        present, old = model.lookup(key)
+        old_hash = keccak256(old) if present else bytes(32)
+        assert tuple(mpt.update_read(model.root, key, value, proof)) == (expected, present, old_hash)
     model.set_many({key: value})
     assert model.root == expected
 
@@ -346,18 +354,13 @@ def test_empty_trie(mpt: VyperContract) -> None:
         mpt.get(EMPTY_ROOT, key, b"\xc0")
 
 
-def test_longest_possible_proof(mpt: VyperContract) -> None:
-    """A full branch at every one of the 64 depths above a largest leaf.
-
-    This is the longest proof a trie with 32-byte keys can have (MAX_PROOF
-    bytes, less a few): reads and writes at the bound work.
-    """
-    rng = random.Random(0x10C)
-    target = rng.randbytes(32)
+def _deep_trie(rng: random.Random, target: bytes, depths: int) -> tuple[Model, dict[bytes, bytes]]:
+    """A trie where ``target`` (holding a largest value) sits below a full branch
+    at each of the first ``depths`` depths: 15 keys leave its path at each."""
     model = Model()
     updates = {target: rng.randbytes(MAX_VALUE)}
     target_int = int.from_bytes(target, "big")
-    for depth in range(64):  # 15 keys leaving the target's path at each depth
+    for depth in range(depths):
         low_bits = 4 * (63 - depth)
         own = (target_int >> low_bits) & 15
         for nibble in range(16):
@@ -366,16 +369,33 @@ def test_longest_possible_proof(mpt: VyperContract) -> None:
                 key = (prefix << low_bits) | rng.getrandbits(low_bits)
                 updates[key.to_bytes(32, "big")] = rng.randbytes(40)
     model.set_many(updates)
+    return model, updates
+
+
+def test_longest_accepted_proof(mpt: VyperContract) -> None:
+    """A full branch at each of the first 26 depths above a largest leaf: the
+    deepest such path whose proof fits MAX_PROOF. Reads and writes at the bound
+    work; one more full branch makes a proof the library does not take (a trie
+    needs about 16**27 hash evaluations of grinding to hold one, docs/l1-mpt.md)."""
+    rng = random.Random(0x10C)
+    target = rng.randbytes(32)
+    model, updates = _deep_trie(rng, target, FULL_DEPTHS_AT_BOUND)
     nodes = prove(model.root, target, model.nodes.get)
     proof = b"".join(nodes)
-    assert len(nodes) == 65 and MAX_PROOF - 64 <= len(proof) <= MAX_PROOF
+    assert len(nodes) == FULL_DEPTHS_AT_BOUND + 1 and MAX_PROOF - 532 < len(proof) <= MAX_PROOF
     assert tuple(mpt.get(model.root, target, proof)) == (True, updates[target])
     print(f"\nget with the longest proof ({len(proof):,} bytes): {_gas(mpt):,} gas")
     _check_write(mpt, model, target, rng.randbytes(MAX_VALUE))
     print(f"update with the longest proof: {_gas(mpt):,} gas")
-    # Writes deep in the trie: next to the target at each depth.
-    for depth in (0, 31, 62, 63):
+    # Writes deep in the trie: next to the target at several depths.
+    for depth in (0, 13, 25, 63):
         _check_write(mpt, model, _key_near(rng, target, depth), rng.randbytes(9))
+
+    deeper, _ = _deep_trie(random.Random(0x10D), target, FULL_DEPTHS_AT_BOUND + 1)
+    too_long = b"".join(prove(deeper.root, target, deeper.nodes.get))
+    assert len(too_long) > MAX_PROOF
+    with pytest.raises(Exception):  # noqa: B017 - the ABI decoder refuses the argument
+        mpt.get(deeper.root, target, too_long)
 
 
 def test_sequential_writes(mpt: VyperContract, sample: Model) -> None:

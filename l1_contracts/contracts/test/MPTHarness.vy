@@ -36,6 +36,26 @@ def update(
     @param proof The proof nodes of `key` against `root`, concatenated.
     @return The new root hash.
     """
+    new_root: bytes32 = empty(bytes32)
+    was_present: bool = False
+    old_hash: bytes32 = empty(bytes32)
+    new_root, was_present, old_hash = MPT._update(root, key, new_value, proof)
+    return new_root
+
+
+@external
+@pure
+def update_read(
+    root: bytes32, key: bytes32, new_value: Bytes[MPT.MAX_VALUE], proof: Bytes[MPT.MAX_PROOF]
+) -> (bytes32, bool, bytes32):
+    """
+    @notice See `MPT._update`: the new root and the key's prior state.
+    @param root The trie's root hash.
+    @param key The 32-byte key.
+    @param new_value The new value.
+    @param proof The proof nodes of `key` against `root`, concatenated.
+    @return The new root hash, whether the key was present, the hash of its old value.
+    """
     return MPT._update(root, key, new_value, proof)
 
 
@@ -45,7 +65,7 @@ def update_sequence(
     root: bytes32,
     keys: DynArray[bytes32, MAX_WRITES],
     new_values: DynArray[Bytes[MPT.MAX_VALUE], MAX_WRITES],
-    proofs: Bytes[MPT.MAX_PROOF],
+    proofs: Bytes[4 * MPT.MAX_PROOF],
     proof_sizes: DynArray[uint256, MAX_WRITES],
 ) -> bytes32:
     """
@@ -61,8 +81,13 @@ def update_sequence(
     assert len(new_values) == len(keys) and len(proof_sizes) == len(keys), "harness: lengths"
     current: bytes32 = root
     offset: uint256 = 0
+    was_present: bool = False
+    old_hash: bytes32 = empty(bytes32)
     for i: uint256 in range(len(keys), bound=MAX_WRITES):
-        current = MPT._update(current, keys[i], new_values[i], slice(proofs, offset, proof_sizes[i]))
+        current, was_present, old_hash = MPT._update(
+            current, keys[i], new_values[i],
+            convert(slice(proofs, offset, proof_sizes[i]), Bytes[MPT.MAX_PROOF]),
+        )
         offset += proof_sizes[i]
     assert offset == len(proofs), "harness: unused proof bytes"
     return current

@@ -2,15 +2,17 @@
 """
 @title TestReplayProver
 @license MIT
-@notice TEST DOUBLE of the one-step prover. It does not execute the STF: it
-        returns the state root after a step from a table that a test
-        pre-loads with the honest per-step roots (computed in Python by
-        `state.db.StateDB.roots_after_each`). The real OneStepProver
-        replaces it; it implements the same IOneStepProver interface.
+@notice TEST DOUBLE of the one-step prover, for tests of the dispute game's
+        rules (thousands of games, where executing real steps would only
+        slow them down). It does not execute the STF: it records the state
+        root after a step from a table that a test pre-loads with the honest
+        per-step roots (computed in Python by
+        `state.db.StateDB.roots_after_each`). It implements the same
+        IOneStepProver interface as the real OneStepProver, which
+        deployments use.
 @dev What it does check, as the real prover must: the step's bytes are step
      `step_index` of the batch, by a Merkle branch against
-     `batch.steps_root`. Witness layout (abi-encoded):
-     `(bytes step, bytes32[] branch)`.
+     `batch.steps_root`.
 
      Table key: keccak256(steps_root ‖ step_index ‖ pre_root). A pre-root
      the table does not know (one no honest execution reaches) reverts,
@@ -26,6 +28,8 @@ MAX_LOAD: constant(uint256) = 1024
 
 # keccak256(steps_root ‖ step_index ‖ pre_root) => root after the step
 roots: public(HashMap[bytes32, bytes32])
+# claim => root after the step (IOneStepProver)
+result: public(HashMap[bytes32, bytes32])
 
 
 @external
@@ -44,29 +48,33 @@ def load(steps_root: bytes32, first_index: uint256, roots: DynArray[bytes32, MAX
 
 
 @external
-@view
 def prove(
     pre_root: bytes32,
     step_index: uint256,
     batch: IOneStepProver.BatchData,
     ctx: IOneStepProver.StepContext,
-    witness: Bytes[131072],
+    step: Bytes[65535],
+    branch: DynArray[bytes32, Merkle.MAX_DEPTH],
 ) -> bytes32:
     """
-    @notice The honest root after step `step_index` from `pre_root`.
+    @notice Record the honest root after step `step_index` from `pre_root`
+            under the step's claim, as the real prover records the root it
+            computes.
     @param pre_root The agreed root before the step.
     @param step_index The step (0-based).
-    @param batch The batch's data fields (trusted: checked by the rollup).
-    @param ctx The deployment constants (unused by this double).
-    @param witness abi_encode(step bytes, Merkle branch).
+    @param batch The batch's data fields.
+    @param ctx The deployment's context.
+    @param step The step's bytes.
+    @param branch Its Merkle branch into `batch.steps_root`.
     @return The root after the step.
     """
-    step: Bytes[65535] = b""
-    branch: DynArray[bytes32, Merkle.MAX_DEPTH] = []
-    step, branch = abi_decode(witness, (Bytes[65535], DynArray[bytes32, Merkle.MAX_DEPTH]))
     assert Merkle._verify(keccak256(step), step_index, batch.n_steps, branch, batch.steps_root), "BAD_STEP_PROOF"
     post: bytes32 = self.roots[self._key(batch.steps_root, step_index, pre_root)]
     assert post != empty(bytes32), "UNKNOWN_PRE_ROOT"
+    claim: bytes32 = keccak256(
+        abi_encode(pre_root, step_index, keccak256(abi_encode(batch)), keccak256(abi_encode(ctx)))
+    )
+    self.result[claim] = post
     return post
 
 
