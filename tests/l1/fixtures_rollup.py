@@ -17,10 +17,12 @@ from dataclasses import dataclass
 import boa
 from eth_utils import to_checksum_address
 
-from l1_contracts.bindings import BatchData, parse_batch
+from l1_contracts.bindings import BatchData, parse_batch, prove_calldata
 from l1_contracts.config import ETHER, TEST, RollupConfig
 from l1_contracts.deploy import BoaDeployment, Genesis, deploy_boa
 from proofs.commitment import merkle_branch
+from proofs.onestep import prover_input
+from proofs.witness import build_step_witness
 from state.batch import Batch
 from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
 from state.db import StateDB
@@ -77,7 +79,7 @@ class Posted:
 class L1Chain:
     """Deployed contracts plus the honest L2 state they should agree with."""
 
-    def __init__(self, config: RollupConfig = TEST) -> None:
+    def __init__(self, config: RollupConfig = TEST, *, real_prover: bool = False) -> None:
         set_time(max(now(), START))
         self.world = World()
         self.db = StateDB.in_memory()
@@ -86,7 +88,10 @@ class L1Chain:
         self.genesis = Genesis(self.genesis_root, self.world.time, keys, self.world.oracle_threshold)
         self.sequencer = addr(bytes.fromhex(boa.env.generate_address("sequencer")[2:]))
         self.deployer = boa.env.eoa
-        self.d: BoaDeployment = deploy_boa(self.genesis, config, self.sequencer, test_prover=True)
+        self.real_prover = real_prover
+        self.d: BoaDeployment = deploy_boa(
+            self.genesis, config, self.sequencer, test_prover=not real_prover
+        )
         self.config = config
         self.rollup = self.d.rollup
         self.bridge = self.d.bridge
@@ -180,7 +185,7 @@ class L1Chain:
             index = int(self.rollup.postBatch(batch.encode(), post_root, len(batch.steps)))
         self.last_logs = list(self.rollup.get_logs())
         data = BatchData.of(parse_batch(batch.encode()), deposit_start, forced_start)
-        if roots is not None and load:
+        if roots is not None and load and not self.real_prover:
             self.load_roots(data.steps_root, roots)
         posted = Posted(index, batch, data, roots, post_root)
         self.posted[index] = posted
@@ -233,12 +238,32 @@ class L1Chain:
         )
 
     def prove(self, posted: Posted, step_index: int, pre_root: bytes) -> bytes:
-        """Have the test prover record step ``step_index`` of ``posted`` from ``pre_root``."""
+        """Have the prover record step ``step_index`` of ``posted`` from ``pre_root``
+        (the real prover: with a witness built from the honest replica)."""
+        if self.real_prover:
+            return self._prove_for_real(posted, step_index, pre_root)
         steps = posted.batch.steps
         branch = merkle_branch([keccak256(s) for s in steps], step_index)
         return bytes(self.prover.prove(
             pre_root, step_index, posted.data.as_tuple(), self.context(), steps[step_index], branch
         ))
+
+    def _prove_for_real(self, posted: Posted, step_index: int, pre_root: bytes) -> bytes:
+        assert posted.roots is not None, "the real prover proves steps from honest states"
+        batch = posted.batch
+        ctx = BatchContext.create(batch.timestamp, self.world.chain, self.queues, list(batch.orders))
+        witness = build_step_witness(self.db, posted.roots[0], batch, ctx, step_index)
+        assert witness.pre_root == pre_root
+        args = prover_input(witness)
+        if args.is_long:
+            return bytes(self.prover.prove_long_step(
+                pre_root, step_index, posted.data.as_tuple(), self.context(), args.step, args.step_branch
+            ))
+        data = prove_calldata(self.prover.prove.prepare_calldata(
+            pre_root, step_index, posted.data.as_tuple(), self.context(), args.step,
+            args.step_branch, args.order_tuples(), args.leaf_tuples(), args.proof_sizes,
+        ), args.proofs)
+        return bytes(boa.env.raw_call(self.prover.address, data=data).output)
 
     def prove_game(self, gid: int) -> None:
         """Prove the one step game ``gid`` is at, then settle it with ``proveStep``."""

@@ -138,7 +138,22 @@ def _two_batches(chain: L1Chain, n_trades: int = 20, root: bytes | None = None) 
     return chain.post(chain.trading_batch(n_trades), root)
 
 
+@pytest.fixture
+def real_chain() -> L1Chain:
+    """A deployment with the real one-step prover."""
+    return L1Chain(real_prover=True)
+
+
 def test_honest_challenger_beats_a_wrong_root(chain: L1Chain) -> None:
+    _honest_challenger_wins(chain)
+
+
+def test_real_prover_honest_challenger_beats_a_wrong_root(real_chain: L1Chain) -> None:
+    """The same game, ended by the real one-step prover executing the trade step."""
+    _honest_challenger_wins(real_chain)
+
+
+def _honest_challenger_wins(chain: L1Chain) -> None:
     chain.post(chain.opening_batch())
     set_time(now() + 3)
     batch = chain.trading_batch(20)
@@ -163,6 +178,15 @@ def test_honest_challenger_beats_a_wrong_root(chain: L1Chain) -> None:
 
 
 def test_honest_asserter_beats_a_lying_challenger(chain: L1Chain) -> None:
+    _honest_asserter_wins(chain)
+
+
+def test_real_prover_honest_asserter_beats_a_lying_challenger(real_chain: L1Chain) -> None:
+    """The same game, ended by the real one-step prover confirming the asserter's root."""
+    _honest_asserter_wins(real_chain)
+
+
+def _honest_asserter_wins(chain: L1Chain) -> None:
     posted = _two_batches(chain)
     assert posted.honest and posted.roots is not None
     liar = chain.actor("liar")
