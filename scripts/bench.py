@@ -10,6 +10,17 @@ and per-key ``trie.HexaryTrie`` updates. Figures:
 - ``stf_trades_serial_per_s``: the same, recovering every signer in-line;
 - ``commit_leaves_per_s``: dirty leaves committed to the on-disk trie, in
   batches of 4,000 into a growing trie.
+
+L1 figures (gas is deterministic, so these need no baseline), in a state of
+1,000,000 filler leaves (10,000 with ``--quick``):
+
+- ``onestep_gas_max``: the most expensive one-step proof (execution and
+  intrinsic gas) of the heaviest step of every kind (16-position accounts,
+  64 markets); ``onestep_gas.<kind>`` lines give each;
+- ``mpt_get_gas_1m_keys``: mean execution gas of an MPT lookup (``MPT._get``
+  through its test harness) of a present key;
+- ``dispute_rounds_4096``: dissection rounds of a 4,096-step game, walking
+  the deployed rollup's split points.
 """
 
 from __future__ import annotations
@@ -131,6 +142,22 @@ def _stf_trades(
     return n_trades / elapsed
 
 
+def l1_figures(filler: int) -> dict[str, float]:
+    """One-step proof gas, MPT lookup gas and dispute rounds (see the module docstring)."""
+    from l1_contracts.gas_bench import dispute_rounds, mpt_get_gas, onestep_gas
+    from l1_contracts.onestep_gas import FillerState
+
+    base = FillerState.build(filler)
+    onestep = onestep_gas(base)
+    for name, gas in onestep.by_scenario.items():
+        print(f"onestep_gas | {name} | {gas:,}")
+    return {
+        "onestep_gas_max": float(onestep.max),
+        "mpt_get_gas_1m_keys": mpt_get_gas(base, filler),
+        "dispute_rounds_4096": float(dispute_rounds(4_096)),
+    }
+
+
 def main() -> int:
     """Run every benchmark, print the table, and with --json a final JSON line."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -150,15 +177,21 @@ def main() -> int:
     figures["stf_trades_serial_per_s"] = best_of(runs, lambda: stf_trades_rate(1_000 * scale))
     figures["commit_leaves_per_s"] = best_of(runs, lambda: bench_commit_leaves(8_000 * scale))
 
+    l1 = l1_figures(10_000 if args.quick else 1_000_000)
+    figures.update(l1)
+
     ratios: dict[str, tuple[str, float | None]] = {
         "stf_trades_per_s": ("ecrecover_per_s", 0.35),
         "stf_trades_serial_per_s": ("ecrecover_per_s", None),
         "commit_leaves_per_s": ("naive_trie_updates_per_s", 5.0),
     }
     print(f"{'figure':<28}{'value':>14}  {'ratio to baseline':<40}")
+    limits = {"onestep_gas_max": 1_000_000, "mpt_get_gas_1m_keys": 285_000, "dispute_rounds_4096": 4}
     for name, value in figures.items():
         note = "baseline"
-        if name in ratios:
+        if name in limits:
+            note = f"gas/rounds ({'meets' if value <= limits[name] else 'ABOVE'} target <= {limits[name]:,})"
+        elif name in ratios:
             base, target = ratios[name]
             ratio = value / figures[base]
             note = f"{ratio:6.3f} x {base}"

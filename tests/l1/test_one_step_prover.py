@@ -30,6 +30,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from l1_contracts import onestep_gas as rig_mod
+from l1_contracts.onestep_gas import Rig, batch_data, deploy_rig, representable, step_context
+from l1_contracts.worst_cases import heavy_scenarios
 from proofs.onestep import MAX_PROVEN_STEP, ProverInput, ProverLeaf, prover_input
 from proofs.witness import build_step_witness
 from state.batch import Batch
@@ -37,9 +40,6 @@ from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQu
 from state.db import StateDB
 from state.keccak import keccak256
 from state.txs import KIND_NAMES
-from tests.l1 import onestep_rig as rig_mod
-from tests.l1.onestep_rig import Rig, batch_data, deploy_rig, representable, step_context
-from tests.l1.stf_twin_worlds import heavy_scenarios
 from tests.strategies import (
     Actors,
     HostileBatch,
@@ -146,8 +146,9 @@ def test_heaviest_step_of_every_kind(rig: Rig) -> None:
     """The most expensive step of every kind, in a state of FILLER more leaves,
     proves the Python root within the budget."""
     print()
+    base = rig_mod.FillerState.build(FILLER)
     for s in heavy_scenarios():
-        p = rig_mod.prove_scenario(rig, s, filler=FILLER)
+        p = rig_mod.prove_scenario(rig, s, base=base)
         assert p is not None, s.name
         assert p.root == p.python_root, s.name
         _report(f"{s.name} ({FILLER:,} more leaves)", p)
@@ -159,8 +160,9 @@ def test_heaviest_step_of_every_kind(rig: Rig) -> None:
 def test_heaviest_steps_in_a_large_state(rig: Rig) -> None:
     """The same in a state of a million leaves (figures only: docs/l1.md §5)."""
     print()
+    base = rig_mod.FillerState.build(1_000_000)
     for s in heavy_scenarios():
-        p = rig_mod.prove_scenario(rig, s, filler=1_000_000)
+        p = rig_mod.prove_scenario(rig, s, base=base)
         assert p is not None and p.root == p.python_root, s.name
         _report(f"{s.name} (1,000,000 more leaves)", p)
 

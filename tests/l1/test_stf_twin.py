@@ -31,6 +31,7 @@ from boa.contracts.vyper.vyper_contract import VyperContract
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from l1_contracts.worst_cases import Scenario, heavy_oracle_refusals, heavy_scenarios, heavy_world
 from state.arith import div_ceil, div_floor, div_trunc, mul_bps_ceil, mul_bps_floor
 from state.constants import (
     ACCOUNT_LIMIT,
@@ -68,13 +69,7 @@ from state.layout import (
 from state.signing import signed_oracle
 from state.txs import KIND_NAMES, OracleEntry, decode_order_entry, encode_deposit, encode_trade
 from tests.l1 import stf_twin as tw
-from tests.l1.stf_twin_worlds import (
-    Scenario,
-    heavy_oracle_refusals,
-    heavy_scenarios,
-    heavy_steps,
-    heavy_world,
-)
+from tests.l1.stf_twin_worlds import heavy_steps
 from tests.strategies import (
     ALL_KINDS,
     Actors,

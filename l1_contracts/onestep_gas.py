@@ -1,4 +1,5 @@
-"""A rig for the one-step prover's tests: the real prover, the STF twin and a real bridge.
+"""One-step proofs in titanoboa's in-process EVM: the real prover, the STF
+twin and a real bridge, for the prover's tests and the gas benchmarks.
 
 A :class:`~tests.l1.stf_twin_worlds.Scenario` (a pre-state, a step and its
 context) becomes a one-step proof: the pre-state goes into a state trie
@@ -11,25 +12,24 @@ reported as unrepresentable rather than proven.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import boa
-from boa.contracts.vyper.vyper_contract import VyperContract
 from eth_utils.address import to_checksum_address
 
 from l1_contracts.bindings import prove_calldata
-from l1_contracts.deploy import boa_deployer
+from l1_contracts.deploy import STEP_CONTRACTS, boa_deployer
+from l1_contracts.worst_cases import Scenario
 from proofs.commitment import merkle_root
 from proofs.onestep import ProverInput, prover_input
 from proofs.witness import build_step_witness
 from state.batch import Batch
 from state.constants import AMOUNT_LIMIT
-from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
+from state.context import BatchContext, ChainConfig, ListQueues
 from state.db import StateDB
 from state.keccak import keccak256
-from tests.l1 import stf_twin as tw
 
 ROLLUP_STAND_IN = "0x" + "ab" * 20
 """The bridge's rollup address in this rig (the prover never asks the bridge for it)."""
@@ -41,22 +41,20 @@ FORCED_SIZES = {0x02: 33, 0x04: 40}
 class Rig:
     """The prover bound to a deployed twin, and a token to fund bridge deposits."""
 
-    prover: VyperContract
-    twin: tw.Twin
-    token: VyperContract
+    prover: Any
+    token: Any
 
-    def fresh_bridge(self) -> VyperContract:
+    def fresh_bridge(self) -> Any:
         """A bridge with empty queues."""
         return boa_deployer("Bridge").deploy(self.token.address, ROLLUP_STAND_IN)
 
 
 def deploy_rig() -> Rig:
     """Deploy the twin's step contracts, the prover and a collateral token."""
-    twin = tw.deploy()
-    parts = [twin.parts[name].address for name in tw.CONTRACTS]
+    parts = [boa_deployer(name).deploy().address for name in STEP_CONTRACTS]
     prover = boa_deployer("OneStepProver").deploy(*parts)
     token = boa_deployer("Token").deploy("HFX Test USD", "tUSD", boa.env.eoa)
-    return Rig(prover, twin, token)
+    return Rig(prover, token)
 
 
 def representable(queues: ListQueues) -> bool:
@@ -70,7 +68,7 @@ def representable(queues: ListQueues) -> bool:
     )
 
 
-def fill_bridge(rig: Rig, bridge: VyperContract, queues: ListQueues) -> None:
+def fill_bridge(rig: Rig, bridge: Any, queues: ListQueues) -> None:
     """Queue every deposit and forced item of ``queues`` on ``bridge``, in order."""
     for d in queues.deposits:
         owner = to_checksum_address(d.owner)
@@ -90,6 +88,27 @@ def filler_leaves(count: int, seed: int = 0) -> dict[bytes, bytes]:
         key = keccak256(b"\xff" + seed.to_bytes(4, "big") + i.to_bytes(8, "big"))
         out[key] = key[: 9 + key[0] % 52]
     return out
+
+
+@dataclass
+class FillerState:
+    """A state trie of filler leaves, on which many pre-states are laid."""
+
+    db: StateDB
+    root: bytes
+
+    @staticmethod
+    def build(count: int, seed: int = 0) -> FillerState:
+        """A state of ``count`` filler leaves (an empty one for 0)."""
+        db = StateDB.in_memory()
+        root = db.initialize(filler_leaves(count, seed)) if count else db.root
+        return FillerState(db, root)
+
+    def with_leaves(self, leaves: Mapping[bytes, bytes]) -> bytes:
+        """The root of the filler plus ``leaves`` (its nodes stored, the filler untouched)."""
+        root, nodes = self.db.trie.compute(dict(leaves), self.root)
+        self.db.trie.store.put_many(nodes)
+        return root
 
 
 @dataclass(frozen=True)
@@ -132,11 +151,13 @@ def intrinsic_calldata_gas(data: bytes) -> int:
 
 def prove_batch_step(
     rig: Rig, leaves: Mapping[bytes, bytes], batch: Batch, index: int, chain: ChainConfig,
-    queues: ListQueues, *, filler: int = 0, bridge: VyperContract | None = None,
+    queues: ListQueues, *, filler: int = 0, bridge: Any = None, base: FillerState | None = None,
 ) -> Proven:
-    """Prove step ``index`` of ``batch`` run on ``leaves`` (plus ``filler`` leaves)."""
-    db = StateDB.in_memory()
-    root = db.initialize({**filler_leaves(filler), **leaves})
+    """Prove step ``index`` of ``batch`` run on ``leaves``, in a state that also holds
+    ``filler`` leaves (or the leaves of ``base``, built once for many proofs)."""
+    if base is None:
+        base = FillerState.build(filler)
+    db, root = base.db, base.with_leaves(leaves)
     ctx = BatchContext.create(batch.timestamp, chain, queues, list(batch.orders))
     witness = build_step_witness(db, root, batch, ctx, index)
     args = prover_input(witness)
@@ -160,19 +181,15 @@ def prove_batch_step(
                   intrinsic_calldata_gas(calldata), args)
 
 
-def prove_scenario(rig: Rig, scenario: Any, *, filler: int = 0) -> Proven | None:
+def prove_scenario(
+    rig: Rig, scenario: Scenario, *, filler: int = 0, base: FillerState | None = None
+) -> Proven | None:
     """Prove a one-step scenario (None if a real bridge cannot hold its queue items)."""
     if not representable(scenario.queues):
         return None
     batch = Batch(scenario.time, tuple(scenario.orders), (scenario.step,))
-    return prove_batch_step(rig, scenario.leaves, batch, 0, scenario.chain, scenario.queues, filler=filler)
+    return prove_batch_step(
+        rig, scenario.leaves, batch, 0, scenario.chain, scenario.queues, filler=filler, base=base
+    )
 
 
-def deposits_of(items: Sequence[L1Deposit]) -> list[L1Deposit]:
-    """A copy of a deposit list (queues are mutated by some strategies)."""
-    return list(items)
-
-
-def forced_of(items: Sequence[L1Forced]) -> list[L1Forced]:
-    """A copy of a forced list."""
-    return list(items)
