@@ -1,18 +1,14 @@
 """One end-to-end run on a real L1 node: anvil from the npm package
 ``@foundry-rs/anvil`` (``npm install`` (run by scripts/test) installs it under node_modules/).
 
-Starts anvil on a free loopback port, deploys every contract with
+Starts anvil on a free loopback port (``node.anvil.Anvil``), deploys every contract with
 ``l1_contracts.deploy.deploy_web3``, deposits, posts a real batch with its
 honest root, reads it back through ``l1_contracts.bindings``, and stops anvil.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -21,52 +17,25 @@ from eth_utils import to_checksum_address
 from l1_contracts.bindings import BatchStatus, Contracts, Transactor, parse_batch
 from l1_contracts.config import DEVNET
 from l1_contracts.deploy import Genesis, deploy_web3
+from node.anvil import DEV_KEYS, Anvil, anvil_available
 from state.batch import Batch
 from state.context import BatchContext, ChainConfig, L1Deposit, ListQueues
 from state.db import StateDB
 from state.txs import encode_deposit
 from tests.world import ETH, ETH_PERP, World
 
-ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
 # anvil's first default account (its well-known test mnemonic)
-DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+DEV_KEY = DEV_KEYS[0]
 
 pytestmark = pytest.mark.skipif(
-    not ANVIL.exists(), reason="anvil not installed: run `npm install` at the repository root"
+    not anvil_available(), reason="anvil not installed: run `npm install` at the repository root"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def anvil_url() -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        from web3 import Web3
-
-        w3 = Web3(Web3.HTTPProvider(url))
-        deadline = time.monotonic() + 30
-        while not w3.is_connected():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("anvil did not start")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with Anvil() as node:  # node.anvil: free loopback port, stopped (process group) on exit
+        yield node.url
 
 
 def test_deploy_deposit_post(anvil_url: str) -> None:
