@@ -1,0 +1,160 @@
+"""The asyncio face of the core: a command is acknowledged only once it is durable.
+
+Each method runs the synchronous core (:class:`sequencer.exchange.Exchange`)
+at once — commands are executed in the order they arrive, one at a time, on
+the event loop — and then awaits the WAL's group commit
+(``WriteAheadLog.wait_durable``) of the command's record before returning
+(DESIGN §8: "an acknowledged order is never lost by a crash"). Concurrent
+callers share fsyncs. A refused request raises :class:`IntakeError` at once:
+it changed nothing, so there is nothing to make durable.
+
+Time: each call may pass ``now``; otherwise the service's ``clock`` (by
+default the wall clock in whole seconds) is read here, never inside the core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Sequence
+
+from sequencer.exchange import (
+    CancelOutcome,
+    ClosedBatch,
+    Exchange,
+    ExchangeConfig,
+    L1Outcome,
+    PlaceOutcome,
+    StepOutcome,
+)
+from sequencer.intake import CancelSubmission, OrderSubmission, WithdrawSubmission
+from state.context import ChainConfig, L1Deposit, L1Forced
+
+__all__ = ["ExchangeService", "wall_clock"]
+
+
+def wall_clock() -> int:
+    """Unix time in whole seconds (the STF's unit)."""
+    return int(time.time())
+
+
+class ExchangeService:
+    """Durable, acknowledged commands over an :class:`Exchange` that has a WAL."""
+
+    def __init__(self, core: Exchange, clock: Callable[[], int] = wall_clock) -> None:
+        self.core = core
+        self.clock = clock
+        self._batcher: asyncio.Task[None] | None = None
+
+    @classmethod
+    def open(
+        cls, directory: str | os.PathLike[str], chain: ChainConfig, genesis: dict[bytes, bytes],
+        *, config: ExchangeConfig | None = None, clock: Callable[[], int] = wall_clock,
+        sync: bool = True,
+    ) -> ExchangeService:
+        """Recover the core at ``directory`` (see :meth:`Exchange.open`) and serve it."""
+        return cls(Exchange.open(directory, chain, genesis, config=config, sync=sync), clock)
+
+    def _now(self, now: int | None) -> int:
+        return self.clock() if now is None else now
+
+    async def _durable(self, seq: int) -> None:
+        """Return once WAL record ``seq`` is durable (the WAL's group commit)."""
+        wal = self.core.wal
+        if wal is not None and seq > wal.durable_seq:
+            await wal.wait_durable(seq)
+
+    # ---------------------------------------------------------------- commands
+
+    async def place_order(self, sub: OrderSubmission, *, now: int | None = None) -> PlaceOutcome:
+        """Place an order; returns once the order and its fills are durable."""
+        outcome = self.core.place_order(sub, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def cancel_order(self, sub: CancelSubmission, *, now: int | None = None) -> CancelOutcome:
+        """Cancel an order (docs/sequencer.md §5)."""
+        outcome = self.core.cancel_order(sub, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def withdraw(self, sub: WithdrawSubmission, *, now: int | None = None) -> StepOutcome:
+        """Withdraw collateral (a withdraw step; claimable on L1 once its batch is final)."""
+        outcome = self.core.withdraw(sub, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def add_l1_items(
+        self, deposits: Sequence[L1Deposit], forced: Sequence[L1Forced], *,
+        deposit_start: int | None = None, forced_start: int | None = None, now: int | None = None,
+    ) -> L1Outcome:
+        """Hand over L1 queue items (from the L1 watcher)."""
+        outcome = self.core.add_l1_items(
+            deposits, forced, self._now(now), deposit_start=deposit_start, forced_start=forced_start
+        )
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def submit_oracle(self, step: bytes, *, now: int | None = None) -> StepOutcome:
+        """Apply a signed oracle update (the core's oracle hooks run before this returns)."""
+        outcome = self.core.submit_oracle(step, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def funding(self, *, now: int | None = None) -> StepOutcome:
+        """Append a funding step."""
+        outcome = self.core.funding(self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def settle(self, market: int, *, now: int | None = None) -> StepOutcome:
+        """Settle an expired option market."""
+        outcome = self.core.settle(market, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def liquidate(self, target: int, entry: bytes, size: int, *, now: int | None = None) -> StepOutcome:
+        """Liquidate into a liquidator's signed order (the risk monitor's call)."""
+        outcome = self.core.liquidate(target, entry, size, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def deleverage(
+        self, target: int, counterparty: int, market: int, size: int, *, now: int | None = None
+    ) -> StepOutcome:
+        """Auto-deleverage ``target`` against ``counterparty``."""
+        outcome = self.core.deleverage(target, counterparty, market, size, self._now(now))
+        await self._durable(outcome.seq)
+        return outcome
+
+    async def close_batch(self, *, now: int | None = None) -> ClosedBatch | None:
+        """Close the open batch now (it is checkpointed before this returns)."""
+        return self.core.close_batch(self._now(now))
+
+    # ---------------------------------------------------------------- batcher
+
+    def start_batcher(self, interval: float = 0.05) -> None:
+        """Close batches by age or size (``Exchange.should_close``) every ``interval`` seconds."""
+        if self._batcher is None:
+            self._batcher = asyncio.get_running_loop().create_task(self._batch_loop(interval))
+
+    async def _batch_loop(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            now = self.clock()
+            if self.core.should_close(now):
+                self.core.close_batch(now)
+
+    async def aclose(self) -> None:
+        """Stop the batcher, let pending flushes finish, close the WAL and the state DB."""
+        if self._batcher is not None:
+            self._batcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._batcher
+            self._batcher = None
+        wal = self.core.wal
+        if wal is not None:
+            await wal.aclose()
+        self.core.close()
