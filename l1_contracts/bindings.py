@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from l1_contracts.config import MAX_BATCH_BYTES
 from proofs.commitment import merkle_branch, merkle_root

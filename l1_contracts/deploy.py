@@ -25,7 +25,8 @@ from typing import Any
 
 import rlp
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from l1_contracts.config import DEVNET, RollupConfig
 
