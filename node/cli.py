@@ -50,6 +50,13 @@ def decode_batch_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def sequencer_command(args: argparse.Namespace) -> int:
+    """Run the sequencer process (imported here: node never imports sequencer at module level)."""
+    from sequencer.process import main as run_sequencer
+
+    return run_sequencer(args.config)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hfx`` console script."""
     parser = argparse.ArgumentParser(prog="hfx", description="HFX optimistic-rollup derivatives exchange")
@@ -58,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     decode.add_argument("file", help="batch bytes (or hex with --hex)")
     decode.add_argument("--hex", action="store_true", help="the file holds hex text")
     decode.set_defaults(func=decode_batch_command)
+    seq = commands.add_parser("sequencer", help="run the sequencer (JSON-RPC, batcher, L1 watcher and publisher)")
+    seq.add_argument("--config", required=True, help="TOML configuration (see docs/sequencer.example.toml)")
+    seq.set_defaults(func=sequencer_command)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

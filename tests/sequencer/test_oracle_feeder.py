@@ -1,0 +1,107 @@
+"""The devnet oracle feeder: steps the STF accepts, determinism, bounds, price files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sequencer.intake import IntakeError
+from sequencer.oracle_feeder import OracleFeeder, PriceFile, RandomWalk, run_feeder
+from state.constants import ORACLE_UNDERLYING_BASE
+from state.errors import Code
+from tests.sequencer.harness import Desk
+from tests.world import BTC, DAY, ETH, ETH_CALL, ETH_PERP, ETH_PUT, T0, World
+
+
+def _feeder(world: World, keys: list[bytes], seed: int = 7) -> OracleFeeder:
+    walk = RandomWalk({ETH: 3_000_000, BTC: 6_000_000}, seed=seed)
+    return OracleFeeder(keys, world.domain, world.markets, walk)
+
+
+def test_steps_are_accepted_with_a_threshold_of_signatures() -> None:
+    world = World(oracle_threshold=2)
+    desk = Desk.create(world=world, traders=(), prices=False)
+    ex = desk.ex
+    feeder = _feeder(world, world.oracle_keys)  # 3 keys, threshold 2
+    for t in range(T0 + 20, T0 + 30):
+        out = ex.submit_oracle(feeder.next_update(t), t)
+        assert out.step.receipt.code is Code.OK
+    prices = ex.view.prices()
+    assert prices.oracle_time == T0 + 29
+    assert all(prices.markets[m].mark > 0 for m in (ETH_PERP, ETH_CALL, ETH_PUT))
+    assert prices.markets[ETH_CALL].iv == 600_000
+    one = _feeder(world, world.oracle_keys[:1])
+    with pytest.raises(IntakeError, match="ORACLE_QUORUM"):
+        ex.submit_oracle(one.next_update(T0 + 40), T0 + 40)
+
+
+def test_deterministic_for_a_seed() -> None:
+    world = World()
+    a, b, c = (_feeder(world, world.oracle_keys[:1], s) for s in (7, 7, 8))
+    steps_a = [a.next_update(T0 + i) for i in range(1, 20)]
+    assert steps_a == [b.next_update(T0 + i) for i in range(1, 20)]
+    assert steps_a != [c.next_update(T0 + i) for i in range(1, 20)]
+    with pytest.raises(ValueError):
+        a.next_update(T0 + 5)
+
+
+def test_expired_options_get_no_entry() -> None:
+    world = World()
+    feeder = _feeder(world, world.oracle_keys[:1])
+    ids = [e.id for e in feeder.entries(T0 + 7 * DAY)]
+    assert ids == [0, 1, ORACLE_UNDERLYING_BASE + ETH, ORACLE_UNDERLYING_BASE + BTC]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32), start=st.integers(1, 10**9), move=st.integers(0, 2_000),
+    width=st.integers(0, 10**9), steps=st.integers(1, 40),
+)
+def test_random_walk_stays_within_bounds(seed: int, start: int, move: int, width: int, steps: int) -> None:
+    floor, ceiling = start, start + width
+    walk = RandomWalk({0: start}, seed=seed, max_move_bps=move, floor=floor, ceiling=ceiling)
+    prev = walk.spots[0]
+    for _ in range(steps):
+        p = walk.step()[0]
+        assert isinstance(p, int) and floor <= p <= ceiling
+        assert abs(p - prev) <= prev * move // 10_000 + 1
+        prev = p
+
+
+def test_price_files(tmp_path: Path) -> None:
+    world = World()
+    rows = [
+        {"time": T0, "index": {"0": 3_000_000}, "marks": {"0": 3_001_000}},
+        {"time": T0 + 10, "index": {"0": 3_100_000}, "marks": {"0": 3_101_000, "2": 55_000}, "ivs": {"2": 700_000}},
+    ]
+    (tmp_path / "p.json").write_text(json.dumps(rows))
+    (tmp_path / "p.csv").write_text(
+        "time,index0,mark0,mark2,iv2\n"
+        f"{T0},3000000,3001000,,\n"
+        f"{T0 + 10},3100000,3101000,55000,700000\n"
+    )
+    for name in ("p.json", "p.csv"):
+        feeder = OracleFeeder(world.oracle_keys[:1], world.domain, world.markets, PriceFile.load(tmp_path / name))
+        early = {e.id: (e.price, e.iv) for e in feeder.entries(T0 + 5)}
+        assert early[0] == (3_001_000, 0) and early[ORACLE_UNDERLYING_BASE] == (3_000_000, 0)
+        assert early[2][0] > 0 and early[3][0] > 0  # Black-Scholes marks from the index
+        late = {e.id: (e.price, e.iv) for e in feeder.entries(T0 + 11)}
+        assert late[0] == (3_101_000, 0) and late[2] == (55_000, 700_000)
+
+
+def test_run_feeder_submits_and_survives_refusals() -> None:
+    world = World()
+    desk = Desk.create(world=world, traders=(), prices=False)
+    feeder = _feeder(world, world.oracle_keys[:1])
+    ticks = iter([T0 + 20, T0 + 21, T0 + 21, T0 + 22])
+    slept: list[float] = []
+    n = run_feeder(feeder, desk.ex, interval=1.0, clock=lambda: next(ticks), sleep=slept.append,
+                   iterations=4)
+    assert n == 3 and slept == [1.0] * 3
+    assert desk.ex.view.prices().oracle_time == T0 + 22
+    bad = _feeder(world, [b"\x01" * 32])  # not an oracle key: refused, logged, no raise
+    assert run_feeder(bad, desk.ex, clock=lambda: T0 + 30, sleep=slept.append, iterations=1) == 0
