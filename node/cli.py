@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -57,8 +58,40 @@ def sequencer_command(args: argparse.Namespace) -> int:
     return run_sequencer(args.config)
 
 
+# Subcommands whose module parses its own arguments: ``hfx NAME ARGS...`` calls
+# ``MODULE.main(ARGS)``. Modules are imported only when their command runs, so a
+# node never loads the sequencer's code and ``hfx --help`` stays fast.
+DELEGATED: dict[str, tuple[str, str]] = {
+    "node": ("node.process", "follow L1, rebuild the state from L1 alone, serve read-only JSON-RPC"),
+    "challenger": ("challenger.cli", "re-execute every batch and win the dispute game against wrong roots"),
+    "liquidator": ("sequencer.liquidator", "earn liquidation bonuses through the sequencer's JSON-RPC"),
+    "oracle-feeder": ("sequencer.oracle_feeder", "sign devnet oracle prices (random walk or price file)"),
+    "demo-traders": ("sequencer.demo_traders", "devnet market makers and takers over JSON-RPC"),
+    "deploy": ("l1_contracts.deploy_cli", "deploy the L1 contracts and write a deployment file"),
+    "devnet": ("node.devnet", "run a whole local exchange: anvil, contracts and every process"),
+    "batching-model": ("sequencer.batching_model", "the batch-interval cost model and its chart"),
+}
+
+
+def run_delegated(name: str, argv: list[str]) -> int:
+    """Import the module behind ``hfx NAME`` and hand it the remaining arguments."""
+    module_name, _ = DELEGATED[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        print(f"error: hfx {name} is not available in this installation", file=sys.stderr)
+        return 2
+    result: int = module.main(argv)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hfx`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return run_delegated(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="hfx", description="HFX optimistic-rollup derivatives exchange")
     commands = parser.add_subparsers(dest="command", required=True)
     decode = commands.add_parser("decode-batch", help="print a batch's orders and steps as JSON lines")
@@ -68,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     seq = commands.add_parser("sequencer", help="run the sequencer (JSON-RPC, batcher, L1 watcher and publisher)")
     seq.add_argument("--config", required=True, help="TOML configuration (see docs/sequencer.example.toml)")
     seq.set_defaults(func=sequencer_command)
+    for name, (_, help_text) in DELEGATED.items():
+        commands.add_parser(name, help=help_text, add_help=False)
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

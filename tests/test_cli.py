@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from node.cli import main
 from state.batch import Batch
 from state.txs import encode_funding, encode_trade
@@ -26,3 +28,17 @@ def test_decode_batch_refuses_garbage(tmp_path, capsys):
     path.write_bytes(b"\x07garbage")
     assert main(["decode-batch", str(path)]) == 2
     assert "not a batch" in capsys.readouterr().err
+
+
+
+def test_delegated_command_reaches_its_module(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["challenger", "--help"])
+    assert exit_info.value.code == 0
+    assert "--deployment" in capsys.readouterr().out
+
+
+def test_unknown_command_is_refused(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["no-such-command"])
+    assert exit_info.value.code == 2
