@@ -165,7 +165,11 @@ def test_posts_batches_in_order_and_confirms(sc: Scenario) -> None:
         pub.submit(b)
     assert _states(pub) == [BatchState.QUEUED] * 3
     settle(pub)
-    assert _states(pub) == [BatchState.POSTED] * 3
+    # every batch is on chain; each post mines a block, so the earliest may
+    # already be DEPTH deep (confirmed) by the time the last one lands
+    states = _states(pub)
+    assert set(states) <= {BatchState.POSTED, BatchState.CONFIRMED}, states
+    assert states == sorted(states, key=lambda s: s != BatchState.CONFIRMED), states
     sc.anvil.mine(DEPTH)
     status = pub.tick()
     assert _states(pub) == [BatchState.CONFIRMED] * 3 and status.halted is None
