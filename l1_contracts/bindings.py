@@ -390,7 +390,9 @@ PROVER_MIN_CALLDATA = 4096
 
 def prove_calldata(encoded: bytes, proofs: bytes) -> bytes:
     """The calldata of ``OneStepProver.prove``: the ABI-encoded call, then the
-    proofs, which end the calldata (padded in between to the prover's minimum)."""
+    proofs region (``ProverInput.proofs``: the pre-state's root node and the
+    proofs without theirs), which ends the calldata (padded in between to the
+    prover's minimum)."""
     pad = max(0, PROVER_MIN_CALLDATA - len(encoded) - len(proofs))
     return encoded + bytes(pad) + proofs
 

@@ -7,11 +7,22 @@ against the pre-state root for a leaf the step only reads, against the root
 left by the writes before it (in key order) for a leaf it writes. The write's
 proof doubles as the read of that key: it proves the value the write replaces,
 which is the pre-step value because the earlier writes touched other keys.
+
+Every proof of a key in a non-empty trie starts with the trie's root node.
+The prover holds each root node it needs: the pre-state's is sent once, ahead
+of the proofs, and the root node after a write is the one the prover built
+while applying it. So no proof repeats its first node: a leaf carries its
+proof from the second node on.
+
+A written leaf's pre-step value is not sent on its own: the leaf's proof holds
+it (in the leaf node), so the prover is told where it is in the proofs
+(:attr:`ProverLeaf.value_at`) and checks it when the write's proof reports the
+value it replaces.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from proofs.witness import StepWitness
 
@@ -34,6 +45,9 @@ class ProverLeaf:
     present: bool
     value: bytes
     proof: bytes
+    """The proof's nodes after the first (the root node), concatenated."""
+    value_at: int = 0
+    """Written and present: where ``value`` is in :attr:`ProverInput.proofs`."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,9 @@ class ProverInput:
     step_branch: list[bytes]
     orders: list[ProverOrder]
     leaves: list[ProverLeaf]
+    root_node: bytes = b""
+    """The pre-state's root node (empty when no leaf is proven or the
+    pre-state is the empty trie)."""
 
     @property
     def is_long(self) -> bool:
@@ -62,17 +79,17 @@ class ProverInput:
 
     @property
     def proofs(self) -> bytes:
-        """The leaves' proofs, concatenated in the leaves' order."""
-        return b"".join(leaf.proof for leaf in self.leaves)
+        """The pre-state's root node, then the leaves' proofs in the leaves' order."""
+        return self.root_node + b"".join(leaf.proof for leaf in self.leaves)
 
     @property
     def proof_sizes(self) -> list[int]:
-        """The length of each leaf's proof."""
-        return [len(leaf.proof) for leaf in self.leaves]
+        """The length of the root node, then of each leaf's proof."""
+        return [len(self.root_node)] + [len(leaf.proof) for leaf in self.leaves]
 
-    def leaf_tuples(self) -> list[tuple[bytes, bool, bool, bytes]]:
-        """The leaves as the prover's ``(key, written, present, value)`` structs."""
-        return [(leaf.key, leaf.written, leaf.present, leaf.value) for leaf in self.leaves]
+    def leaf_tuples(self) -> list[tuple[bytes, bool, bool, int, int]]:
+        """The leaves as the prover's ``(key, written, present, value_at, value_len)`` structs."""
+        return [(leaf.key, leaf.written, leaf.present, leaf.value_at, len(leaf.value)) for leaf in self.leaves]
 
     def order_tuples(self) -> list[tuple[int, bytes, list[bytes]]]:
         """The orders as the prover's ``(ref, entry, branch)`` structs."""
@@ -81,17 +98,39 @@ class ProverInput:
 
 def prover_input(witness: StepWitness) -> ProverInput:
     """Lay out ``witness`` as the prover's arguments."""
-    write_proofs = {w.key: b"".join(w.proof) for w in witness.writes}
+    write_proofs = {w.key: b"".join(w.proof[1:]) for w in witness.writes}
     leaves = []
+    root_nodes = set()
     for read in sorted(witness.reads, key=lambda r: r.key):
+        if read.proof:
+            root_nodes.add(read.proof[0])
         if read.key in write_proofs:
             leaf = ProverLeaf(read.key, True, read.value is not None, read.value or b"",
                               write_proofs[read.key])
         else:
-            leaf = ProverLeaf(read.key, False, False, b"", b"".join(read.proof))
+            leaf = ProverLeaf(read.key, False, False, b"", b"".join(read.proof[1:]))
         leaves.append(leaf)
     missing = write_proofs.keys() - {leaf.key for leaf in leaves}
     if missing:
         raise ValueError("a written leaf is not among the leaves the step touches")
+    if len(root_nodes) > 1:
+        raise ValueError("the reads' proofs are not against one root")
     orders = [ProverOrder(o.ref, o.entry, o.branch) for o in witness.orders]
-    return ProverInput(witness.step, witness.step_branch, orders, leaves)
+    root_node = root_nodes.pop() if root_nodes else b""
+    return locate_values(ProverInput(witness.step, witness.step_branch, orders, leaves, root_node))
+
+
+def locate_values(args: ProverInput) -> ProverInput:
+    """``args`` with each written, present leaf's ``value_at`` set to where its
+    pre-value is in ``args.proofs`` (its leaf node, in its own proof or, in a
+    trie of one leaf, the root node)."""
+    proofs = args.proofs
+    leaves = []
+    for leaf in args.leaves:
+        if leaf.written and leaf.present:
+            at = proofs.find(leaf.value)
+            if at < 0:
+                raise ValueError("a written leaf's pre-value is not in the proofs")
+            leaf = replace(leaf, value_at=at)
+        leaves.append(leaf)
+    return replace(args, leaves=leaves)

@@ -204,6 +204,29 @@ def _update(
     """
     @notice Root of the trie `root` after setting `key` to `new_value`, and
             what the key held before.
+    @dev See `_update_node`, which also returns the new root node.
+    @param root The trie's root hash.
+    @param key The 32-byte key (already hashed).
+    @param new_value The new value (1 to MAX_VALUE bytes).
+    @param proof The proof nodes of `key` against `root`, concatenated.
+    @return The new root hash; whether the key was present; keccak256 of its
+            old value (bytes32(0) when it was absent).
+    """
+    node: Bytes[MAX_NODE] = b""
+    present: bool = False
+    old_hash: bytes32 = empty(bytes32)
+    node, present, old_hash = self._update_node(root, key, new_value, proof)
+    return keccak256(node), present, old_hash
+
+
+@internal
+@pure
+def _update_node(
+    root: bytes32, key: bytes32, new_value: Bytes[MAX_VALUE], proof: Bytes[MAX_PROOF]
+) -> (Bytes[MAX_NODE], bool, bytes32):
+    """
+    @notice Root node of the trie `root` after setting `key` to `new_value`
+            (its hash is the new root), and what the key held before.
     @dev `proof` proves the key's current state against `root` (inclusion:
          the value is replaced; exclusion: the key is inserted). To write
          several keys, call again with the returned root and a proof against
@@ -215,8 +238,9 @@ def _update(
     @param key The 32-byte key (already hashed).
     @param new_value The new value (1 to MAX_VALUE bytes).
     @param proof The proof nodes of `key` against `root`, concatenated.
-    @return The new root hash; whether the key was present; keccak256 of its
-            old value (bytes32(0) when it was absent).
+    @return The new root node (the root is its hash); whether the key was
+            present; keccak256 of its old value (bytes32(0) when it was
+            absent).
     """
     if not len(new_value) != 0:
         self._fail(EMPTY_VALUE)
@@ -226,7 +250,7 @@ def _update(
     if root == EMPTY_ROOT:
         if not n == 0:
             self._fail(PROOF_TOO_LONG)
-        return keccak256(self._leaf(k, 0, item)), False, empty(bytes32)
+        return self._leaf(k, 0, item), False, empty(bytes32)
 
     # Walk down as in `_get`, recording each branch and extension passed.
     window: Bytes[MAX_NODE + 32] = b""
@@ -327,8 +351,13 @@ def _update(
             slice(window, payload_start - base, slot_start - payload_start), Bytes[MAX_BRANCH]
         )
         tail = convert(slice(window, slot_end - base, payload_end - slot_end), Bytes[MAX_BRANCH])
-        node = self._list(concat(head, self._ref(node), tail))
-    return keccak256(node), old_present, old_hash
+        if payload_end - payload_start == 529 and slot_end - slot_start == 33 and len(node) >= 32:
+            # A full branch keeps its size (a hash replaces a hash), hence
+            # its header: 0xf9 0x0211.
+            node = concat(x"f90211", head, x"a0", keccak256(node), tail)
+        else:
+            node = self._list(concat(head, self._ref(node), tail))
+    return node, old_present, old_hash
 
 
 @internal
@@ -362,9 +391,16 @@ def _step(
     header: uint256 = 0
     size: uint256 = 0
     is_list: bool = False
-    header, size, is_list = self._item(extract32(window, start, output_type=uint256))
-    if not is_list:
-        self._fail(NODE_IS_NOT_A_LIST)
+    first: uint256 = extract32(window, start, output_type=uint256)
+    if first >> 232 == 16318993:
+        # 0xf90211: the header of a full branch's 529-byte payload (what
+        # `_item` would decode, without the call).
+        header = 3
+        size = 529
+    else:
+        header, size, is_list = self._item(first)
+        if not is_list:
+            self._fail(NODE_IS_NOT_A_LIST)
     payload_start: uint256 = start + header
     payload_end: uint256 = payload_start + size
     if hashed:
@@ -377,6 +413,29 @@ def _step(
             self._fail(BAD_EMBEDDED_NODE)
     s.payload_start = payload_start
     s.payload_end = payload_end
+
+    # A branch of sixteen hashes and an empty value (the general case below
+    # reaches the same result, reading more): a 529-byte payload whose first
+    # two items are 32-byte strings is not a leaf or extension (those would
+    # end at byte 66) and can only be that branch (an embedded child is
+    # under 32 bytes, an empty slot one byte), so the key's slot is at a
+    # fixed offset.
+    if payload_end - payload_start == 529 and depth < 64:
+        if (
+            extract32(window, payload_start, output_type=uint256) >> 248 == 160
+            and extract32(window, payload_start + 33, output_type=uint256) >> 248 == 160
+        ):
+            slot: uint256 = payload_start + 33 * ((key >> (252 - 4 * depth)) & 15)
+            if not extract32(window, slot, output_type=uint256) >> 248 == 160:
+                self._fail(BAD_BRANCH_ITEM)
+            if not extract32(window, payload_end - 1, output_type=uint256) >> 248 == 128:
+                self._fail(BRANCH_WITH_A_VALUE)
+            s.depth = depth + 1
+            s.item_start = slot
+            s.item_end = slot + 33
+            s.status = HASHED_CHILD
+            s.child_hash = extract32(window, slot + 1)
+            return s
 
     # Leaf and extension nodes have two items, branches seventeen.
     if not payload_start < payload_end:
@@ -467,31 +526,42 @@ def _step(
                 self._fail(BAD_BRANCH_ITEM)
         else:
             # Skip the children before the key's slot, then the rest.
+            # `word` holds the window's bytes from `pos` on: an empty slot
+            # (one byte) shifts it by a byte, any other child reads it again
+            # (at most 16 shifts follow a read, so its top byte is always
+            # the byte at `pos`).
             # Unchecked additions: pos < len(window) when a child is read
             # (extract32 checks it) and a child is at most 33 bytes, so pos
             # cannot overflow.
+            word: uint256 = extract32(window, pos, output_type=uint256)
             for _: uint256 in range(nibble, bound=16):
-                lead = extract32(window, pos, output_type=uint256) >> 248
-                if lead == 160:
-                    pos = unsafe_add(pos, 33)
-                elif lead == 128:
+                lead = word >> 248
+                if lead == 128:
                     pos = unsafe_add(pos, 1)
+                    word = word << 8
                 else:
-                    # An embedded node: a list shorter than 32 bytes.
-                    if not (lead >= 192 and lead < 223):
-                        self._fail(BAD_BRANCH_ITEM)
-                    pos = unsafe_add(pos, lead - 191)
+                    if lead == 160:
+                        pos = unsafe_add(pos, 33)
+                    else:
+                        # An embedded node: a list shorter than 32 bytes.
+                        if not (lead >= 192 and lead < 223):
+                            self._fail(BAD_BRANCH_ITEM)
+                        pos = unsafe_add(pos, lead - 191)
+                    word = extract32(window, pos, output_type=uint256)
             second_start = pos
             for _: uint256 in range(16 - nibble, bound=16):
-                lead = extract32(window, pos, output_type=uint256) >> 248
-                if lead == 160:
-                    pos = unsafe_add(pos, 33)
-                elif lead == 128:
+                lead = word >> 248
+                if lead == 128:
                     pos = unsafe_add(pos, 1)
+                    word = word << 8
                 else:
-                    if not (lead >= 192 and lead < 223):
-                        self._fail(BAD_BRANCH_ITEM)
-                    pos = unsafe_add(pos, lead - 191)
+                    if lead == 160:
+                        pos = unsafe_add(pos, 33)
+                    else:
+                        if not (lead >= 192 and lead < 223):
+                            self._fail(BAD_BRANCH_ITEM)
+                        pos = unsafe_add(pos, lead - 191)
+                    word = extract32(window, pos, output_type=uint256)
         if not pos + 1 == payload_end:
             self._fail(BAD_BRANCH)
         if not extract32(window, pos, output_type=uint256) >> 248 == 128:

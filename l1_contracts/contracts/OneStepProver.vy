@@ -17,10 +17,12 @@
         leaves, sorted by key, each carry one MPT proof. A leaf the step
         only reads is proven against `pre_root` (`MPT._get`); a leaf it
         writes is proven against the root left by the writes before it
-        (`MPT._update`, which also reports the value it replaces: the key's
-        pre-value, since earlier writes touched other keys). The last write
-        leaves the post-state root; a step that writes nothing leaves
-        `pre_root`.
+        (`MPT._update_node`, which also reports the value it replaces: the
+        key's pre-value, since earlier writes touched other keys). The last
+        write leaves the post-state root; a step that writes nothing leaves
+        `pre_root`. No proof carries its first node, the root node of the
+        trie it is against: the pre-state's is sent once, and each write
+        returns the next one.
      A witness that does not prove what it claims reverts. Whatever the
      witness, a call that does not revert records the one root the STF
      gives: the twin is a function of the step, its context and the leaf
@@ -68,15 +70,20 @@ struct OrderProof:
     branch: DynArray[bytes32, Merkle.MAX_DEPTH]
 
 
-# A leaf of the witness. `written`: the step writes it; its `present` and
-# `value` before the step are given, and its proof is against the root the
-# writes before it (in key order) left. Otherwise the step only reads it:
-# `value` is empty and the proof, against the pre-root, gives both.
+# A leaf of the witness. `written`: the step writes it; its presence before
+# the step is given, and its value before the step (when present) is the
+# `value_len` bytes at `value_at` of the proofs region of the calldata (the
+# root node and the proofs, docs/l1.md §5): the leaf's own proof holds it,
+# and the write checks it. Its proof is against the root the writes before
+# it (in key order) left. Otherwise the step only reads it: `present`,
+# `value_at` and `value_len` are zero and the proof, against the pre-root,
+# gives its presence and value.
 struct WitnessLeaf:
     key: bytes32
     written: bool
     present: bool
-    value: Bytes[T.MAX_LEAF]
+    value_at: uint256
+    value_len: uint256
 
 
 event StepProven:
@@ -121,7 +128,7 @@ def prove(
     step_branch: DynArray[bytes32, Merkle.MAX_DEPTH],
     orders: DynArray[OrderProof, 2],
     leaves: DynArray[WitnessLeaf, T.MAX_LEAVES],
-    proof_sizes: DynArray[uint256, T.MAX_LEAVES],
+    proof_sizes: DynArray[uint256, T.MAX_LEAVES + 1],
 ) -> bytes32:
     """
     @notice Execute step `step_index` of a batch from `pre_root` and record the root after it.
@@ -134,11 +141,15 @@ def prove(
     @param orders The order entries the step references that are in the table, with branches.
     @param leaves Every leaf the step reads or writes, strictly increasing by key
            (see WitnessLeaf).
-    @param proof_sizes The length of each leaf's MPT proof. The proofs
-           themselves follow the ABI-encoded arguments in the calldata,
-           concatenated in the leaves' order, and end the calldata (so that
-           they are read where they are instead of being copied whole into
-           memory; docs/l1.md §5).
+    @param proof_sizes The length of the pre-state's root node, then of each
+           leaf's MPT proof without its first node (the root node of the
+           trie it is against, which the prover holds: the pre-state's, or
+           the one the write before it built). The root node and the proofs
+           follow the ABI-encoded arguments in the calldata, in this order,
+           and end the calldata (so that they are read where they are
+           instead of being copied whole into memory; docs/l1.md §5). The
+           root node is absent (length 0) when no leaf is proven or the
+           pre-state is the empty trie.
     @return The state root after the step.
     """
     assert Merkle._verify(
@@ -149,7 +160,7 @@ def prove(
             keccak256(o.entry), o.ref, batch.n_orders, o.branch, batch.orders_root
         ), "BAD_ORDER_BRANCH"
     n: uint256 = len(leaves)
-    assert len(proof_sizes) == n, "BAD_WITNESS"
+    assert len(proof_sizes) == n + 1, "BAD_WITNESS"
     total: uint256 = 0
     for size: uint256 in proof_sizes:
         assert size <= MPT.MAX_PROOF, "BAD_WITNESS"
@@ -157,23 +168,45 @@ def prove(
     assert total <= MAX_PROOFS and total <= len(msg.data), "BAD_WITNESS"
     proofs_start: uint256 = len(msg.data) - total
 
+    # The pre-state's root node, sent once: every proof starts with the root
+    # node of the trie it is against, and none repeats it.
+    root_node: Bytes[MPT.MAX_NODE] = b""
+    if n == 0 or pre_root == MPT.EMPTY_ROOT:
+        assert proof_sizes[0] == 0, "BAD_WITNESS"
+    else:
+        assert proof_sizes[0] <= MPT.MAX_NODE, "BAD_WITNESS"
+        root_node = self._short(proofs_start, proof_sizes[0])
+        assert keccak256(root_node) == pre_root, "BAD_WITNESS"
+
     # The pre-values: a leaf the step only reads is proven now against the
     # pre-root, and its value is the one the proof holds; a leaf it writes
-    # brings its value, proven below by the write's own proof.
+    # points at its claimed value in the proofs, proven below by the write's
+    # own proof.
     pre: DynArray[T.Leaf, T.MAX_LEAVES] = []
-    offset: uint256 = proofs_start
+    offset: uint256 = proofs_start + proof_sizes[0]
     for i: uint256 in range(n, bound=T.MAX_LEAVES):
         if i > 0:
             assert convert(leaves[i - 1].key, uint256) < convert(leaves[i].key, uint256), "UNSORTED_LEAVES"
         if leaves[i].written:
-            pre.append(T.Leaf(key=leaves[i].key, present=leaves[i].present, value=leaves[i].value))
+            claimed: Bytes[MPT.MAX_VALUE] = b""
+            if leaves[i].present:
+                assert leaves[i].value_len != 0 and leaves[i].value_len <= MPT.MAX_VALUE, "BAD_WITNESS"
+                assert leaves[i].value_at <= total and leaves[i].value_len <= total - leaves[i].value_at, "BAD_WITNESS"
+                claimed = convert(
+                    self._short(proofs_start + leaves[i].value_at, leaves[i].value_len), Bytes[MPT.MAX_VALUE]
+                )
+            else:
+                assert leaves[i].value_at == 0 and leaves[i].value_len == 0, "BAD_WITNESS"
+            pre.append(T.Leaf(key=leaves[i].key, present=leaves[i].present, value=claimed))
         else:
-            assert len(leaves[i].value) == 0, "BAD_WITNESS"
+            assert not leaves[i].present and leaves[i].value_at == 0 and leaves[i].value_len == 0, "BAD_WITNESS"
             present: bool = False
             value: Bytes[MPT.MAX_VALUE] = b""
-            present, value = MPT._get(pre_root, leaves[i].key, self._calldata(offset, proof_sizes[i]))
+            present, value = MPT._get(
+                pre_root, leaves[i].key, self._calldata(root_node, offset, proof_sizes[i + 1])
+            )
             pre.append(T.Leaf(key=leaves[i].key, present=present, value=value))
-        offset += proof_sizes[i]
+        offset += proof_sizes[i + 1]
 
     # Execute (steps no kind can have change nothing: docs/l1-stf-twin.md).
     writes: DynArray[T.Leaf, T.MAX_WRITES] = []
@@ -207,9 +240,10 @@ def prove(
         code, writes = staticcall StepContract(target).execute(step, context, pre)
 
     # The writes, in key order, each proven against the root the writes
-    # before it left (which holds the key's pre-value: they wrote other keys).
+    # before it left (which holds the key's pre-value: they wrote other keys),
+    # whose root node is the one the write before it built.
     root: bytes32 = pre_root
-    offset = proofs_start
+    offset = proofs_start + proof_sizes[0]
     done: uint256 = 0
     for i: uint256 in range(n, bound=T.MAX_LEAVES):
         if leaves[i].written:
@@ -222,14 +256,15 @@ def prove(
             assert found, "WRONG_WRITES"
             present: bool = False
             old_hash: bytes32 = empty(bytes32)
-            root, present, old_hash = MPT._update(
-                root, leaves[i].key, value, self._calldata(offset, proof_sizes[i])
+            root_node, present, old_hash = MPT._update_node(
+                root, leaves[i].key, value, self._calldata(root_node, offset, proof_sizes[i + 1])
             )
+            root = keccak256(root_node)
             assert present == leaves[i].present, "WRONG_LEAF"
             if present:
-                assert old_hash == keccak256(leaves[i].value), "WRONG_LEAF"
+                assert old_hash == keccak256(pre[i].value), "WRONG_LEAF"
             done += 1
-        offset += proof_sizes[i]
+        offset += proof_sizes[i + 1]
     assert done == len(writes), "WRONG_WRITES"
     self._record(pre_root, step_index, batch, ctx, root)
     return root
@@ -308,24 +343,43 @@ def _record(
 
 @internal
 @view
-def _calldata(start: uint256, n: uint256) -> Bytes[MPT.MAX_PROOF]:
+def _short(start: uint256, n: uint256) -> Bytes[MPT.MAX_NODE]:
     """
-    @notice Bytes [start, start + n) of the calldata, read in CHUNK-byte windows.
-    @dev `slice(msg.data, ...)` takes a constant length, so each window is
-         CHUNK bytes, moved back to end at the calldata's end when it would
-         pass it (the calldata is at least CHUNK bytes long: the client pads
-         a shorter call between the arguments and the proofs).
+    @notice Bytes [start, start + n) of the calldata, n <= MPT.MAX_NODE (a
+            root node or a leaf's value).
     @param start The first byte.
-    @param n The length (at most MPT.MAX_PROOF; start + n <= len(msg.data)).
+    @param n The length (start + n <= len(msg.data)).
     @return The bytes.
     """
     assert len(msg.data) >= CHUNK, "SHORT_CALLDATA"
     lo: uint256 = min(start, len(msg.data) - CHUNK)
     window: Bytes[CHUNK] = slice(msg.data, lo, CHUNK)
+    return convert(slice(window, start - lo, n), Bytes[MPT.MAX_NODE])
+
+
+@internal
+@view
+def _calldata(prefix: Bytes[MPT.MAX_NODE], start: uint256, n: uint256) -> Bytes[MPT.MAX_PROOF]:
+    """
+    @notice `prefix` followed by bytes [start, start + n) of the calldata,
+            read in CHUNK-byte windows.
+    @dev `slice(msg.data, ...)` takes a constant length, so each window is
+         CHUNK bytes, moved back to end at the calldata's end when it would
+         pass it (the calldata is at least CHUNK bytes long: the client pads
+         a shorter call between the arguments and the proofs).
+    @param prefix Bytes to put first (a root node, or nothing).
+    @param start The first byte.
+    @param n The length (start + n <= len(msg.data)).
+    @return The bytes, at most MPT.MAX_PROOF of them.
+    """
+    assert len(msg.data) >= CHUNK, "SHORT_CALLDATA"
+    assert len(prefix) + n <= MPT.MAX_PROOF, "BAD_WITNESS"
+    lo: uint256 = min(start, len(msg.data) - CHUNK)
+    window: Bytes[CHUNK] = slice(msg.data, lo, CHUNK)
     if n <= CHUNK - (start - lo):
-        return slice(window, start - lo, n)
+        return concat(prefix, slice(window, start - lo, n))
     # A longer proof: append windows.
-    out: Bytes[MPT.MAX_PROOF] = slice(window, start - lo, CHUNK - (start - lo))
+    out: Bytes[MPT.MAX_PROOF] = concat(prefix, slice(window, start - lo, CHUNK - (start - lo)))
     pos: uint256 = lo + CHUNK
     end: uint256 = start + n
     for _: uint256 in range(MPT.MAX_PROOF // CHUNK + 1):

@@ -8,9 +8,11 @@
 * the heaviest step of every kind (16-position accounts, 64 markets) in a
   state of many leaves: root equality and gas, with a 1,000,000 budget
   (``-s`` prints the lines docs/l1.md's table comes from; ``HFX_GAS=1`` adds a
-  1,000,000-leaf state);
+  1,000,000-leaf state, held to the same budget);
 * lying witnesses (a wrong pre-value, presence, proof, order, step, a leaf
-  missing, mislabelled or out of order): each reverts and records nothing;
+  missing, mislabelled or out of order; a wrong, missing, repeated or
+  unneeded root node, a proof against the wrong root): each reverts and
+  records nothing;
 * steps longer than any kind's go through ``prove_long_step`` and change nothing.
 
 Environment: ``HFX_FUZZ=long`` runs ten times as many examples.
@@ -33,7 +35,7 @@ from hypothesis import strategies as st
 from l1_contracts import onestep_gas as rig_mod
 from l1_contracts.onestep_gas import Rig, batch_data, deploy_rig, representable, step_context
 from l1_contracts.worst_cases import heavy_scenarios
-from proofs.onestep import MAX_PROVEN_STEP, ProverInput, ProverLeaf, prover_input
+from proofs.onestep import MAX_PROVEN_STEP, ProverInput, ProverLeaf, locate_values, prover_input
 from proofs.witness import build_step_witness
 from state.batch import Batch
 from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
@@ -158,13 +160,14 @@ def test_heaviest_step_of_every_kind(rig: Rig) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("HFX_GAS") != "1", reason="set HFX_GAS=1 for a 1,000,000-leaf state")
 def test_heaviest_steps_in_a_large_state(rig: Rig) -> None:
-    """The same in a state of a million leaves (figures only: docs/l1.md §5)."""
+    """The same in a state of a million leaves, also within the budget (docs/l1.md §9)."""
     print()
     base = rig_mod.FillerState.build(1_000_000)
     for s in heavy_scenarios():
         p = rig_mod.prove_scenario(rig, s, base=base)
         assert p is not None and p.root == p.python_root, s.name
         _report(f"{s.name} (1,000,000 more leaves)", p)
+        assert p.total_gas <= BUDGET, s.name
 
 
 # ============================================================================ lying witnesses
@@ -201,18 +204,18 @@ def _lies(honest: ProverInput) -> list[tuple[str, ProverInput]]:
         return replace(honest, leaves=leaves[:i] + [leaf] + leaves[i + 1:])
 
     w = leaves[written]
-    value = bytearray(w.value)
-    value[-1] ^= 1
     proof = bytearray(leaves[read].proof)
     proof[len(proof) // 2] ^= 0x40
     wrong_order = replace(honest.orders[0], entry=honest.orders[0].entry[:-1] + b"\x00")
     return [
-        ("a written leaf's pre-value", with_leaf(written, replace(w, value=bytes(value)))),
-        ("a written leaf said absent", with_leaf(written, replace(w, present=False, value=b""))),
+        ("a written leaf's pre-value", with_leaf(written, replace(w, value_at=w.value_at + 1))),
+        ("a written leaf's pre-value cut short", with_leaf(written, replace(w, value=w.value[:-1]))),
+        ("a written leaf said absent", with_leaf(written, replace(w, present=False, value=b"", value_at=0))),
         ("a new leaf said present", with_leaf(fresh, replace(leaves[fresh], present=True, value=b"\x01" * 9))),
         ("a read leaf's proof", with_leaf(read, replace(leaves[read], proof=bytes(proof)))),
         ("a read leaf labelled written", with_leaf(read, replace(leaves[read], written=True))),
-        ("a written leaf labelled read", with_leaf(written, replace(w, written=False, present=False, value=b""))),
+        ("a written leaf labelled read",
+         with_leaf(written, replace(w, written=False, present=False, value=b"", value_at=0))),
         ("a leaf missing", replace(honest, leaves=leaves[:read] + leaves[read + 1:])),
         ("leaves out of order", replace(honest, leaves=leaves[::-1])),
         ("a written proof from another write", with_leaf(written, replace(w, proof=leaves[fresh].proof))),
@@ -233,6 +236,100 @@ def test_lying_witnesses_revert(rig: Rig) -> None:
         assert bytes(rig.prover.result(claim)) == bytes(32), name
     assert _send(rig, witness.pre_root, data, context, honest) == witness.post_root
     assert bytes(rig.prover.result(claim)) == witness.post_root
+
+
+def _shape_lies(witness: Any, honest: ProverInput) -> list[tuple[str, ProverInput, str]]:
+    """Witnesses that misstate the root nodes or where the written leaves' pre-values
+    are (the witness shape of docs/l1.md §5), with the reason each must revert with."""
+    leaves = honest.leaves
+    read = next(i for i, leaf in enumerate(leaves) if not leaf.written)
+    writes = [i for i, leaf in enumerate(leaves) if leaf.written]
+    second = writes[1]
+    bad_root = bytearray(honest.root_node)
+    bad_root[40] ^= 1
+    pre_proof = next(r.proof for r in witness.reads if r.key == leaves[second].key)
+
+    def with_proof(i: int, proof: bytes) -> ProverInput:
+        # the pre-values found again: only the proof lies
+        return locate_values(replace(honest, leaves=leaves[:i] + [replace(leaves[i], proof=proof)] + leaves[i + 1:]))
+
+    w = next(i for i, leaf in enumerate(leaves) if leaf.written and leaf.present)
+    fresh = next(i for i, leaf in enumerate(leaves) if leaf.written and not leaf.present)
+    size = len(honest.proofs)
+
+    def with_leaf(i: int, **changes: Any) -> ProverInput:
+        return replace(honest, leaves=leaves[:i] + [replace(leaves[i], **changes)] + leaves[i + 1:])
+
+    return [
+        ("a pre-value past the proofs", with_leaf(w, value_at=size - len(leaves[w].value) + 1), "BAD_WITNESS"),
+        ("a pre-value far past the proofs", with_leaf(w, value_at=2**255), "BAD_WITNESS"),
+        ("an empty pre-value of a present leaf", with_leaf(w, value=b""), "BAD_WITNESS"),
+        ("a pre-value of an absent leaf", with_leaf(fresh, value_at=5), "BAD_WITNESS"),
+        ("a read leaf with a pre-value", with_leaf(read, value=b"\x01", value_at=3), "BAD_WITNESS"),
+        ("a read leaf said present", with_leaf(read, present=True), "BAD_WITNESS"),
+        ("a root node that is not the pre-state's", replace(honest, root_node=bytes(bad_root)), "BAD_WITNESS"),
+        ("no root node", replace(honest, root_node=b""), "BAD_WITNESS"),
+        ("another trie's root node", replace(honest, root_node=leaves[read].proof[:532]), "BAD_WITNESS"),
+        ("a read proof repeating its root node",
+         with_proof(read, honest.root_node + leaves[read].proof), "MPT: node hash mismatch"),
+        ("a read proof one node short", with_proof(read, leaves[read].proof[532:]), "MPT: "),
+        ("a read proof with an extra node",
+         with_proof(read, leaves[read].proof + leaves[writes[0]].proof[-100:]), "MPT: "),
+        ("a write proof carrying the pre-state's root node", with_proof(second, b"".join(pre_proof)),
+         "MPT: node hash mismatch"),
+    ]
+
+
+def test_lying_witness_shapes_revert(rig: Rig) -> None:
+    """Each misstated root node, proof against the wrong root or misplaced pre-value
+    reverts with its reason."""
+    witness, data, context = _trade_case(rig)
+    honest = prover_input(witness)
+    assert len(honest.root_node) == 532  # a full branch at the top of a 300-leaf state
+    claim = rig.prover.claim_of(witness.pre_root, 0, keccak256(_abi_batch(data)), keccak256(_abi_ctx(context)))
+    for name, lie, reason in _shape_lies(witness, honest):
+        with pytest.raises(Exception) as exc:  # noqa: PT011 - the reason is checked below
+            _send(rig, witness.pre_root, data, context, lie)
+        assert reason in str(exc.value), (name, str(exc.value)[-300:])
+        assert bytes(rig.prover.result(claim)) == bytes(32), name
+
+
+def test_eight_leaves(rig: Rig) -> None:
+    """A witness of T.MAX_LEAVES = 8 leaves (the trade's seven and a leaf it does not
+    touch, proven against the pre-root) fits the prover's bounds: nine proof sizes."""
+    witness, data, context = _trade_case(rig)
+    honest = prover_input(witness)
+    assert len(honest.leaves) == 7
+    db = StateDB.in_memory()
+    s = next(x for x in heavy_scenarios() if x.kind == "trade")
+    assert db.initialize({**rig_mod.filler_leaves(300), **s.leaves}) == witness.pre_root
+    extra_key = next(k for k in rig_mod.filler_leaves(300) if k > honest.leaves[-1].key)
+    extra = ProverLeaf(extra_key, False, False, b"", b"".join(db.prove(extra_key)[1:]))
+    eight = locate_values(replace(honest, leaves=[*honest.leaves, extra]))
+    assert len(eight.proof_sizes) == 9
+    assert _send(rig, witness.pre_root, data, context, eight) == witness.post_root
+
+
+def test_root_node_without_leaves(rig: Rig) -> None:
+    """A witness of no leaf takes no root node: one sent anyway reverts, none records the
+    pre-root (an empty step reads the global leaf but changes nothing, so its
+    witness may leave the leaf out)."""
+    w = template()
+    b = Batch(w.time, (), (b"", bytes([0x06])))
+    db = StateDB.in_memory()
+    root = db.initialize(dict(w.leaves))
+    ctx = BatchContext.create(b.timestamp, w.chain, w.queues, [])
+    witness = build_step_witness(db, root, b, ctx, 0)
+    assert witness.post_root == root and not witness.writes
+    bare = replace(prover_input(witness), leaves=[], root_node=b"")
+    assert bare.proof_sizes == [0]
+    data = batch_data(b, w.queues)
+    context = step_context(w.chain, rig.fresh_bridge().address)
+    spare = db.trie.prove(keccak256(b"any key"), root)[0]
+    assert keccak256(spare) == root
+    with pytest.raises(Exception, match="BAD_WITNESS"):
+        _send(rig, root, data, context, replace(bare, root_node=spare))
+    assert _send(rig, root, data, context, bare) == root
 
 
 def _abi_batch(data: tuple[Any, ...]) -> bytes:
