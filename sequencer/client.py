@@ -17,12 +17,13 @@ from typing import Any
 from eth_account import Account
 
 from node.rpc_client import RpcClient, SyncRpcClient
+from sequencer.liquidator import AccountData
 from sequencer.orders import GTC
 from state.constants import FLAG_FOK, FLAG_IOC, FLAG_POST_ONLY, FLAG_REDUCE_ONLY
 
 __all__ = [
     "FLAG_FOK", "FLAG_IOC", "FLAG_POST_ONLY", "FLAG_REDUCE_ONLY", "GTC", "AsyncTraderClient",
-    "TraderClient",
+    "OperatorClient", "TraderClient",
 ]
 
 
@@ -186,3 +187,56 @@ class AsyncTraderClient:
     async def aclose(self) -> None:
         """Close the HTTP session."""
         await self.rpc.close()
+
+
+class OperatorClient:
+    """A blocking client for the sequencer's non-trader writes and the reads liquidators need.
+
+    ``submit_oracle(step, now)`` sends a signed oracle step (``hfx_submitOracle``; an
+    :class:`sequencer.oracle_feeder.OracleSink`), ``get_accounts()`` pages through
+    ``hfx_getAccounts`` and ``submit_liquidation(target, entry, size)`` sends
+    ``hfx_liquidate`` (together a :class:`sequencer.liquidator.LiquidatorClient`).
+    Refusals raise :class:`node.rpc.RpcError` (``data["reason"]``)."""
+
+    def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        self.rpc = SyncRpcClient(url, timeout=timeout)
+
+    def call(self, method: str, params: Any = None) -> Any:
+        """Any JSON-RPC call."""
+        return self.rpc.call(method, params)
+
+    def chain_info(self) -> dict[str, Any]:
+        """``hfx_chainInfo``."""
+        result: dict[str, Any] = self.rpc.call("hfx_chainInfo")
+        return result
+
+    def risk_state(self) -> dict[str, Any]:
+        """``hfx_getRiskState``: encoded params and prices, the insurance fund, the clock."""
+        result: dict[str, Any] = self.rpc.call("hfx_getRiskState")
+        return result
+
+    def submit_oracle(self, step: bytes, now: int | None = None) -> dict[str, Any]:
+        """``hfx_submitOracle`` (the sequencer applies it at its own clock; ``now`` is unused)."""
+        result: dict[str, Any] = self.rpc.call("hfx_submitOracle", [{"step": "0x" + step.hex()}])
+        return result
+
+    def get_accounts(self) -> list[AccountData]:
+        """Every account with positions (``hfx_getAccounts``, all pages)."""
+        out: list[AccountData] = []
+        start: int | None = 1
+        while start is not None:
+            page = self.rpc.call("hfx_getAccounts", {"from_index": start, "limit": 500})
+            out.extend(AccountData.from_json(a) for a in page["accounts"])
+            start = page["next"]
+        return out
+
+    def submit_liquidation(self, target: int, entry: bytes, size: int) -> dict[str, Any]:
+        """``hfx_liquidate``."""
+        result: dict[str, Any] = self.rpc.call(
+            "hfx_liquidate", [{"target": target, "entry": "0x" + entry.hex(), "size": str(size)}]
+        )
+        return result
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        self.rpc.close()

@@ -79,7 +79,7 @@ from state.db import StateDB
 from state.errors import Code
 from state.layout import Account, OrderState, Prices
 from state.margin import Risk
-from state.nodestore import NodeStore
+from state.nodestore import NodeStore, NodeStoreLike, OverlayStore
 from state.risk_view import AccountRisk
 from state.risk_view import account_risk as risk_summary
 from state.signing import order_hash
@@ -241,6 +241,9 @@ class Exchange:
         self._since_reset = 0
         self._since_checkpoint = 0
         self._risk_cache: dict[int, tuple[Account, Prices, Risk | None]] = {}
+        self._pending_nodes: OverlayStore | None = None
+        """Trie nodes committed since the last checkpoint, not yet on disk (:meth:`open`)."""
+        self._disk_nodes: NodeStoreLike | None = None
         self.oracle_hooks: list[Callable[[Exchange, StepOutcome], None]] = []
         """Called after each applied oracle update (not during replay): the risk monitor."""
         self.batch_hooks: list[Callable[[ClosedBatch], None]] = []
@@ -266,7 +269,8 @@ class Exchange:
     ) -> Exchange:
         """Open (creating from ``genesis`` if new) and recover the sequencer at ``directory``.
 
-        ``directory/state`` is the state DB (LMDB), ``directory/wal`` the
+        ``directory/state`` is the state DB (LMDB, written at each checkpoint:
+        trie commits in between stay in memory), ``directory/wal`` the
         write-ahead log, ``directory/store`` the checkpoint and the closed
         batches. Recovery resumes the checkpoint (state at its root, open
         batch, books, de-duplication memory, queues) and replays every WAL
@@ -283,19 +287,23 @@ class Exchange:
         except BaseException:
             wal.close()
             raise
+        # Trie commits stay in memory until a checkpoint needs their root on disk (_persist).
+        pending = OverlayStore(nodes)
         if checkpoint is None:
             if nodes.get_meta(ROOT_META) is None:
-                db = StateDB(TrieDB(nodes))
+                db = StateDB(TrieDB(pending))
                 db.initialize(genesis)
             else:  # crashed after genesis, before the first checkpoint
-                db = StateDB(TrieDB(nodes, _genesis_root(genesis)))
+                db = StateDB(TrieDB(pending, _genesis_root(genesis)))
         else:
-            db = StateDB(TrieDB(nodes, checkpoint.root))
+            db = StateDB(TrieDB(pending, checkpoint.root))
         if wal.damage is not None and not wal.damage.at_tail:
             log.error("sequencer WAL damaged beyond its tail: %s", wal.damage)
         ex = cls(db, chain, config=config, journal=wal, store=store)
+        ex._pending_nodes, ex._disk_nodes = pending, nodes
         if checkpoint is None:
             checkpoint = ex._snapshot(wal.next_seq)
+            ex._write_state()
             store.commit([], checkpoint)
         else:
             if wal.next_seq < checkpoint.next_seq:
@@ -342,6 +350,8 @@ class Exchange:
         if isinstance(self._journal, WriteAheadLog):
             self._journal.close()
         self.db.close()
+        if self._disk_nodes is not None:  # commits since the last checkpoint are not needed
+            self._disk_nodes.close()
 
     # ================================================================ commands
 
@@ -775,6 +785,17 @@ class Exchange:
             self._risk_cache.clear()
         return closed
 
+    def _write_state(self) -> None:
+        """Write the trie nodes committed since the last checkpoint to the on-disk state DB,
+        in one transaction, so that the checkpoint about to be written names a durable root.
+
+        Between checkpoints the sealed batches' nodes stay in memory: recovery resumes at
+        the checkpoint's root and seals those batches again from the WAL, so writing
+        (and fsyncing) them once per batch would buy nothing."""
+        pending = self._pending_nodes
+        if pending is not None and (pending.nodes or pending.meta):
+            pending.flush()
+
     def _persist(self, next_seq: int, force: bool) -> None:
         """Store the batches sealed by the command that just ran, and every
         ``checkpoint_every`` batches (or when ``force``) a checkpoint resuming at WAL
@@ -792,6 +813,7 @@ class Exchange:
             self._since_checkpoint += len(sealed)
             if force or self._since_checkpoint >= self.config.checkpoint_every:
                 self._since_checkpoint = 0
+                self._write_state()
                 self._store.commit(sealed, self._snapshot(next_seq))
                 self._journal.truncate_before(next_seq)
             else:

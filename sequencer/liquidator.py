@@ -10,12 +10,21 @@ the notional.
 
 The network part is a protocol (:class:`LiquidatorClient`): ``get_accounts()``
 returns account data, ``submit_liquidation(target, entry, size)`` sends the
-liquidation. :func:`run_once` is one round over such a client.
+liquidation. :func:`run_once` is one round over such a client; :func:`main`
+is the ``hfx liquidator`` process over the sequencer's JSON-RPC
+(:class:`sequencer.client.OperatorClient`: ``hfx_getAccounts``,
+``hfx_getRiskState``, ``hfx_liquidate``).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import secrets
+import signal
+import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -146,3 +155,108 @@ def run_once(
             continue
         done.append(opp)
     return done
+
+
+# ---------------------------------------------------------------- the process
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM or the time limit."""
+
+    def __init__(self, max_seconds: float | None) -> None:
+        self.requested = False
+        self.deadline = None if max_seconds is None else time.monotonic() + max_seconds
+
+    def __call__(self, *_: object) -> None:
+        self.requested = True
+
+    def done(self) -> bool:
+        """Whether the process should stop now."""
+        return self.requested or (self.deadline is not None and time.monotonic() >= self.deadline)
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The ``hfx liquidator`` command line."""
+    p = argparse.ArgumentParser(
+        prog="hfx liquidator",
+        description="Poll the sequencer's accounts and prices over JSON-RPC and send the liquidations "
+                    "that earn the bonus (the key is read from the environment).",
+    )
+    p.add_argument("--rpc", required=True, help="the sequencer's JSON-RPC URL, e.g. http://127.0.0.1:8546/")
+    p.add_argument("--key-env", default="HFX_LIQUIDATOR_KEY",
+                   help="environment variable holding the liquidator's private key (default %(default)s)")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between polls (default %(default)s)")
+    p.add_argument("--ttl", type=int, default=60, help="seconds the liquidation orders stay valid")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    if args.interval <= 0 or args.ttl <= 0:
+        p.error("--interval and --ttl must be positive")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    """``hfx liquidator``: poll, liquidate, repeat until SIGINT/SIGTERM or ``--max-seconds``."""
+    from node.rpc import RpcError
+    from node.rpc_client import RpcTransportError
+    from sequencer.client import OperatorClient
+    from sequencer.logs import setup_json_logging
+
+    args = parse_args(argv)
+    setup_json_logging(args.log_level)
+    raw_key = os.environ.get(args.key_env)
+    if not raw_key:
+        print(f"error: environment variable {args.key_env} is not set", file=sys.stderr)
+        return 2
+    try:
+        key = bytes.fromhex(raw_key.removeprefix("0x"))
+        if len(key) != 32:
+            raise ValueError
+    except ValueError:
+        print(f"error: {args.key_env} is not a 32-byte hex private key", file=sys.stderr)
+        return 2
+    stop = _Stop(args.max_seconds)
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    client = OperatorClient(args.rpc, timeout=10)
+    owner = "0x" + address_of(key).hex()
+    domain: bytes | None = None
+    account: int | None = None
+    salt = secrets.randbits(40)
+    done = 0
+    try:
+        while not stop.done():
+            try:
+                if domain is None:
+                    domain = bytes.fromhex(client.chain_info()["domainSeparator"][2:])
+                if account is None:
+                    account = int(client.call("hfx_getAccount", [owner])["index"])
+                    log.info("liquidator ready", extra={"account": account, "owner": owner})
+                state = client.risk_state()
+                params = Params.decode(bytes.fromhex(state["params"][2:]))
+                prices = Prices.decode(bytes.fromhex(state["prices"][2:]))
+                accepted = run_once(
+                    client, key, account, domain, params, prices, int(state["insuranceFund"]),
+                    int(state["clock"]), salt=salt, ttl=args.ttl,
+                )
+                salt += 1_000
+                for opp in accepted:
+                    done += 1
+                    log.info("liquidated", extra={"target": opp.target, "market": opp.market,
+                                                  "size": opp.size, "bonus": opp.bonus})
+            except (RpcError, RpcTransportError) as exc:
+                # no account yet (deposit not credited), the sequencer restarting, ...
+                log.warning("poll failed: %s", exc)
+            stop_wait(stop, args.interval)
+    finally:
+        client.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("liquidator stopped", extra={"liquidations": done})
+    return 0
+
+
+def stop_wait(stop: _Stop, seconds: float) -> None:
+    """Sleep up to ``seconds``, waking early when asked to stop."""
+    end = time.monotonic() + seconds
+    while not stop.done() and time.monotonic() < end:
+        time.sleep(min(0.05, max(0.0, end - time.monotonic())))

@@ -9,7 +9,9 @@ it every second), next to gauges read from the core and the publisher.
 from __future__ import annotations
 
 from node.rpc import Metrics
+from sequencer.defender import Defender
 from sequencer.publisher import BatchState, PublisherStatus
+from sequencer.risk import RiskMonitor
 from sequencer.rpc_api import SequencerApi
 
 __all__ = ["SequencerMetrics"]
@@ -39,9 +41,17 @@ class SequencerMetrics:
         m.gauge(f"{P}_pending_batches", "Closed batches not yet final on L1.")
         m.gauge(f"{P}_next_batch_index", "Index the next sealed batch gets.")
         m.gauge(f"{P}_l1_head", "L1 head block seen by the publisher.")
+        m.counter(f"{P}_oracle_updates_total", "Oracle updates accepted over hfx_submitOracle.")
+        m.counter(f"{P}_liquidations_total", "Liquidations accepted over hfx_liquidate.")
+        m.counter(f"{P}_risk_actions_total", "Risk monitor steps accepted, by kind.", ("kind",))
+        m.counter(f"{P}_risk_refusals_total", "Risk monitor steps refused (retried later), by kind.", ("kind",))
+        m.gauge(f"{P}_defender_games", "Dispute games against our batches, by state.", ("state",))
 
-    def refresh(self, status: PublisherStatus | None) -> None:
-        """Copy the current values into the series."""
+    def refresh(
+        self, status: PublisherStatus | None, *, monitor: RiskMonitor | None = None,
+        defender: Defender | None = None,
+    ) -> None:
+        """Copy the current values into the series (the monitor's and the defender's when given)."""
         m, counts, core = self.metrics, self.api.counts, self.api.service.core
         for key, value in counts.items():
             kind, _, label = key.partition(":")
@@ -53,6 +63,20 @@ class SequencerMetrics:
                 m.set(f"{P}_{kind}_total", value)
             elif kind == "batches":
                 m.set(f"{P}_batches_closed_total", value)
+            elif kind == "oracle":
+                m.set(f"{P}_oracle_updates_total", value)
+            elif kind == "liquidations":
+                m.set(f"{P}_liquidations_total", value)
+        if monitor is not None:
+            for kind, n in monitor.accepted.items():
+                m.set(f"{P}_risk_actions_total", n, kind)
+            for kind, n in monitor.refused.items():
+                m.set(f"{P}_risk_refusals_total", n, kind)
+        if defender is not None:
+            o = defender.outcomes
+            for state, n in (("active", len(defender.games)), ("won", len(o.won)), ("lost", len(o.lost)),
+                             ("cancelled", len(o.cancelled))):
+                m.set(f"{P}_defender_games", n, state)
         wal = core.wal
         if wal is not None:
             m.set(f"{P}_wal_fsyncs_total", wal.stats.fsyncs)

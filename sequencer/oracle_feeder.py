@@ -15,14 +15,22 @@ computation only chooses a price: what is signed and what the STF reads is an
 integer (a step is deterministic for a seed on a given platform). An option
 at or after its expiry gets no entry (a settled market refuses one); the index
 keeps being published, and the settle step uses it.
+
+:func:`main` is the ``hfx oracle-feeder`` process: it signs updates with devnet
+oracle keys (or keys from the environment) and submits them to the sequencer
+over JSON-RPC (``hfx_submitOracle``, :class:`sequencer.client.OperatorClient`).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import logging
+import os
 import random
+import signal
+import sys
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -254,3 +262,127 @@ def run_feeder(
         if iterations is None or done < iterations:
             sleep(interval)
     return accepted
+
+
+# ---------------------------------------------------------------- the process
+
+
+def _spot(text: str) -> tuple[int, int]:
+    underlying, _, price = text.partition("=")
+    try:
+        return int(underlying), int(price)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected UNDERLYING=PRICE, got {text!r}") from None
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The ``hfx oracle-feeder`` command line."""
+    p = argparse.ArgumentParser(
+        prog="hfx oracle-feeder",
+        description="Sign oracle prices (a seeded random walk or a price file) with devnet oracle keys "
+                    "and submit them to the sequencer over JSON-RPC (hfx_submitOracle).",
+    )
+    p.add_argument("--rpc", required=True, help="the sequencer's JSON-RPC URL")
+    keys = p.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--devnet-keys", type=int, metavar="N",
+                      help="sign with the first N devnet oracle keys (devnet_oracle_keys)")
+    keys.add_argument("--keys-env", metavar="VAR",
+                      help="environment variable holding comma-separated oracle private keys")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spot", type=_spot, action="append", metavar="U=PRICE",
+                     help="random walk from this index price of underlying U (repeatable)")
+    src.add_argument("--price-file", type=Path, help="CSV or JSON price file (docs/risk.md §4)")
+    p.add_argument("--seed", type=int, default=0, help="random walk seed")
+    p.add_argument("--max-move-bps", type=int, default=50, help="random walk: largest move per update")
+    p.add_argument("--premium-bps", type=int, default=10, help="random walk: largest perpetual premium")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between updates (default %(default)s)")
+    p.add_argument("--iterations", type=int, default=None, help="stop after this many updates")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    if args.interval <= 0:
+        p.error("--interval must be positive")
+    if args.devnet_keys is not None and not 1 <= args.devnet_keys <= 16:
+        p.error("--devnet-keys must be in [1, 16]")
+    if args.max_move_bps < 0 or args.premium_bps < 0:
+        p.error("--max-move-bps and --premium-bps must be >= 0")
+    return args
+
+
+def _keys(args: argparse.Namespace) -> list[bytes] | str:
+    """The signing keys, or why they cannot be read."""
+    if args.devnet_keys is not None:
+        return devnet_oracle_keys(args.devnet_keys)
+    raw = os.environ.get(args.keys_env)
+    if not raw:
+        return f"environment variable {args.keys_env} is not set"
+    try:
+        keys = [bytes.fromhex(k.strip().removeprefix("0x")) for k in raw.split(",") if k.strip()]
+    except ValueError:
+        return f"{args.keys_env} holds a key that is not hex"
+    if not keys or any(len(k) != 32 for k in keys):
+        return f"{args.keys_env} must hold 32-byte private keys"
+    return keys
+
+
+def main(argv: list[str]) -> int:
+    """``hfx oracle-feeder``: submit signed updates until SIGINT/SIGTERM, ``--iterations`` or ``--max-seconds``."""
+    from node.rpc import RpcError
+    from node.rpc_client import RpcTransportError
+    from sequencer.client import OperatorClient
+    from sequencer.logs import setup_json_logging
+    from state.layout import Params
+
+    args = parse_args(argv)
+    setup_json_logging(args.log_level)
+    keys = _keys(args)
+    if isinstance(keys, str):
+        print(f"error: {keys}", file=sys.stderr)
+        return 2
+    source: PriceSource
+    if args.price_file is not None:
+        try:
+            source = PriceFile.load(args.price_file)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: {args.price_file}: {exc}", file=sys.stderr)
+            return 2
+    else:
+        source = RandomWalk(dict(args.spot), seed=args.seed, max_move_bps=args.max_move_bps,
+                            premium_bps=args.premium_bps)
+    stopping = [False]
+
+    def request_stop(*_: object) -> None:
+        stopping[0] = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    deadline = None if args.max_seconds is None else _time.monotonic() + args.max_seconds
+    client = OperatorClient(args.rpc, timeout=10)
+    feeder: OracleFeeder | None = None
+    sent = accepted = 0
+    try:
+        while not stopping[0] and (deadline is None or _time.monotonic() < deadline) and (
+                args.iterations is None or sent < args.iterations):
+            try:
+                if feeder is None:
+                    domain = bytes.fromhex(client.chain_info()["domainSeparator"][2:])
+                    params = Params.decode(bytes.fromhex(client.risk_state()["params"][2:]))
+                    feeder = OracleFeeder(keys, domain, params.markets, source)
+                now = int(_time.time())
+                if now > feeder.last_timestamp:
+                    sent += 1
+                    result = client.submit_oracle(feeder.next_update(now))
+                    accepted += 1
+                    log.info("oracle update", extra={"time": now, "step": result.get("step")})
+            except RpcError as exc:
+                log.warning("oracle update refused: %s", exc)
+            except RpcTransportError as exc:
+                log.warning("sequencer unreachable: %s", exc)
+            end = _time.monotonic() + args.interval
+            while not stopping[0] and _time.monotonic() < end:
+                _time.sleep(min(0.05, max(0.0, end - _time.monotonic())))
+    finally:
+        client.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    log.info("oracle feeder stopped", extra={"sent": sent, "accepted": accepted})
+    return 0

@@ -2,10 +2,14 @@
 
 One asyncio loop runs the :class:`ExchangeService` (durable core), the RPC
 server (:class:`SequencerApi` on :class:`node.rpc.RpcServer`, ``/metrics``
-included), the batcher (close on age or size) and, when an L1 is configured,
+included), the batcher (close on age or size), the :class:`RiskMonitor`
+(on every oracle update, and on a timer) and, when an L1 is configured,
 the :class:`QueueWatcher` feeding ``add_l1_items``; a thread runs the
 :class:`Publisher` (blocking web3 calls), fed with every closed batch, whose
-final batches are confirmed back to the core (``confirm_published``).
+final batches are confirmed back to the core (``confirm_published``), and
+another the :class:`Defender`, which answers games against our batches with
+roots replayed on the event loop (the core is single-threaded). The two
+threads send from the same operator account, one transaction at a time.
 SIGINT/SIGTERM stop everything in order: RPC first (no new commands), then
 the L1 loops, then the core (WAL flushed and closed).
 
@@ -23,6 +27,7 @@ import threading
 import time
 import tomllib
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,15 +39,19 @@ from l1_contracts.deploy import Deployment
 from node.l1 import L1Client
 from node.l1_watch import QueuedDeposit, QueueWatcher
 from node.rpc import RpcServer
-from sequencer.exchange import ClosedBatch, ExchangeConfig
+from sequencer.defender import BatchClaim, Defender, StoreRoots, Web3DefenderChain
+from sequencer.exchange import ClosedBatch, Exchange, ExchangeConfig
 from sequencer.logs import setup_json_logging
 from sequencer.metrics import SequencerMetrics
+from sequencer.outcomes import StepOutcome
 from sequencer.publisher import Publisher, PublisherConfig, PublisherStatus
+from sequencer.risk import InHouseLiquidator, RiskMonitor
 from sequencer.rpc_api import SequencerApi
-from sequencer.service import ExchangeService
+from sequencer.service import ExchangeService, quiet_gc
 from state.constants import KIND_CALL, KIND_PERP, KIND_PUT, ORACLE_UNDERLYING_BASE
 from state.context import ChainConfig, L1Deposit, L1Forced
 from state.db import StateDB
+from state.eip712 import address_of
 from state.genesis import genesis_leaves
 from state.layout import Config, Market
 from state.signing import signed_oracle
@@ -71,6 +80,30 @@ class DevOracle:
 
 
 @dataclass(frozen=True)
+class RiskConfig:
+    """``[risk]``: the risk monitor (docs/risk.md). Each job can be turned off."""
+
+    enabled: bool = True
+    liquidator_key: bytes | None = None
+    """The in-house liquidator's key (its account must hold collateral); None: no liquidations
+    into the operator's account (ADL, funding and settlement still run)."""
+    liquidations: bool = True
+    funding: bool = True
+    funding_interval: int = 3_600
+    settlement: bool = True
+    tick_interval: float = 5.0
+    """A monitor tick also runs this often without oracle updates (0: only on updates)."""
+
+
+@dataclass(frozen=True)
+class DefenderConfig:
+    """``[defender]``: answering games against our batches (needs ``[l1]`` and the operator key)."""
+
+    enabled: bool = True
+    interval: float = 1.0
+
+
+@dataclass(frozen=True)
 class SequencerConfig:
     """Everything ``hfx sequencer`` reads from its TOML file (docs/sequencer.example.toml)."""
 
@@ -94,6 +127,8 @@ class SequencerConfig:
     max_batch_bytes: int = MAX_BATCH_BYTES
     batcher_interval: float = 0.05
     dev_oracle: DevOracle | None = None
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    defender: DefenderConfig = field(default_factory=DefenderConfig)
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -104,6 +139,44 @@ def _ints(table: dict[str, Any]) -> dict[int, int]:
 
 def _key_bytes(text: str) -> bytes:
     return bytes.fromhex(text.removeprefix("0x"))
+
+
+def _env_or_value(table: dict[str, Any], name: str) -> str | None:
+    """``table[name]``, or the environment variable named by ``table[name + "_env"]``."""
+    value = table.get(name)
+    if value is None and f"{name}_env" in table:
+        value = os.environ.get(str(table[f"{name}_env"]))
+        if value is None:
+            raise ConfigError(f"environment variable {table[f'{name}_env']} is not set")
+    return None if value is None else str(value)
+
+
+def _bool(table: dict[str, Any], name: str, default: bool) -> bool:
+    value = table.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false")
+    return value
+
+
+def _risk_config(raw: dict[str, Any]) -> RiskConfig:
+    key = _env_or_value(raw, "liquidator_key")
+    interval = int(raw.get("funding_interval", 3_600))
+    tick = float(raw.get("tick_interval", 5.0))
+    if interval <= 0 or tick < 0:
+        raise ConfigError("risk.funding_interval must be positive and risk.tick_interval >= 0")
+    return RiskConfig(
+        enabled=_bool(raw, "enabled", True),
+        liquidator_key=None if key is None else _key_bytes(key),
+        liquidations=_bool(raw, "liquidations", True), funding=_bool(raw, "funding", True),
+        funding_interval=interval, settlement=_bool(raw, "settlement", True), tick_interval=tick,
+    )
+
+
+def _defender_config(raw: dict[str, Any]) -> DefenderConfig:
+    interval = float(raw.get("interval", 1.0))
+    if interval <= 0:
+        raise ConfigError("defender.interval must be positive")
+    return DefenderConfig(enabled=_bool(raw, "enabled", True), interval=interval)
 
 
 def load_config(path: str | os.PathLike[str]) -> SequencerConfig:
@@ -170,6 +243,8 @@ def load_config(path: str | os.PathLike[str]) -> SequencerConfig:
             max_batch_bytes=max_bytes,
             batcher_interval=float(batch.get("check_interval", 0.05)),
             dev_oracle=dev_oracle,
+            risk=_risk_config(raw.get("risk", {})),
+            defender=_defender_config(raw.get("defender", {})),
             log_level=str(raw.get("log_level", "INFO")),
         )
     except KeyError as exc:
@@ -203,8 +278,11 @@ def _chain(cfg: SequencerConfig, deployment: Deployment | None, root: bytes) -> 
 class SequencerProcess:
     """The running sequencer: build with a :class:`SequencerConfig`, ``await start()``, ``await stop()``."""
 
-    def __init__(self, cfg: SequencerConfig) -> None:
+    def __init__(self, cfg: SequencerConfig, *, tune_gc: bool = False) -> None:
         self.cfg = cfg
+        self.tune_gc = tune_gc
+        """Freeze the recovered objects out of the cyclic collector once started (:func:`quiet_gc`;
+        process-wide, so only the ``hfx sequencer`` entry point turns it on)."""
         self.deployment: Deployment | None = None
         if cfg.deployment is not None:
             self.deployment = Deployment.from_json(cfg.deployment.read_text())
@@ -228,6 +306,13 @@ class SequencerProcess:
         self._l1_states: dict[int, str] = {}
         self._watch_error: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.monitor: RiskMonitor | None = None
+        self.defender: Defender | None = None
+        self._defender_thread: threading.Thread | None = None
+        self._send_lock = threading.Lock()
+        """Held while the publisher or the defender sends from the operator account."""
+        self._defender_status: dict[str, Any] | None = None
+        """The defender's :meth:`Defender.status` after its last tick (replaced whole, never mutated)."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -245,6 +330,8 @@ class SequencerProcess:
             extra_status=self._extra_status,
         )
         self.metrics = SequencerMetrics(self.server.metrics, self.api)
+        if cfg.risk.enabled:
+            self._start_risk()
         if cfg.l1_url is not None and self.deployment is not None:
             self._start_l1()
         self.service.start_batcher(cfg.batcher_interval)
@@ -252,6 +339,8 @@ class SequencerProcess:
         if cfg.dev_oracle is not None:
             self._tasks.append(asyncio.create_task(self._oracle_loop(cfg.dev_oracle)))
         self.port = await self.server.start(cfg.rpc_host, cfg.rpc_port)
+        if self.tune_gc:
+            quiet_gc()
         log.info("sequencer started", extra={"rpc_port": self.port, "chain_id": self.chain.chain_id,
                                              "next_batch": self.service.core.next_batch_index})
         return self.port
@@ -279,6 +368,61 @@ class SequencerProcess:
         self.service.core.batch_hooks.append(self._to_publish.append)
         self._thread = threading.Thread(target=self._publish_loop, name="publisher", daemon=True)
         self._thread.start()
+        if cfg.defender.enabled:
+            chain = Web3DefenderChain(l1, d.rollup, account)
+            self.defender = Defender(chain, _LoopRoots(self, self._loop))
+            self._defender_thread = threading.Thread(target=self._defend_loop, name="defender", daemon=True)
+            self._defender_thread.start()
+
+    def _start_risk(self) -> None:
+        """The risk monitor on the core's oracle hook, and on a timer (docs/risk.md §1)."""
+        assert self.service is not None  # noqa: S101
+        r = self.cfg.risk
+        core = self.service.core
+        key = r.liquidator_key
+        liquidator = InHouseLiquidator(key if key is not None else bytes(32), 0)
+        self.monitor = RiskMonitor(
+            liquidator, funding_interval=r.funding_interval, funding_enabled=r.funding,
+            settlement_enabled=r.settlement, liquidations_enabled=r.liquidations,
+        )
+        self._resolve_liquidator(core)
+        core.oracle_hooks.append(self._on_oracle)
+        if r.tick_interval > 0:
+            self._tasks.append(asyncio.create_task(self._risk_loop(r.tick_interval)))
+
+    def _resolve_liquidator(self, core: Exchange) -> None:
+        """Find the in-house liquidator's account (once it exists: it deposits like anyone)."""
+        m, key = self.monitor, self.cfg.risk.liquidator_key
+        if m is None or key is None or m.liquidator.account > 0:
+            return
+        index = core.account_index(address_of(key))
+        if index is not None:
+            m.liquidator.account = index
+            log.info("in-house liquidator", extra={"account": index})
+
+    def _on_oracle(self, core: Exchange, outcome: StepOutcome) -> None:
+        """The oracle hook: a monitor tick. The update itself is applied and logged already, so
+        a failure here is logged, never raised into the command that carried the update."""
+        if self.monitor is None:
+            return
+        try:
+            self._resolve_liquidator(core)
+            self.monitor.on_oracle(core, outcome)
+        except Exception:
+            log.exception("risk monitor tick failed")
+
+    async def _risk_loop(self, interval: float) -> None:
+        """A monitor tick every ``interval`` seconds (funding accrues without oracle updates)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.monitor is None or self.service is None:
+                continue
+            core = self.service.core
+            try:
+                self._resolve_liquidator(core)
+                self.monitor.tick(core, max(core.clock, int(time.time())))
+            except Exception:
+                log.exception("risk monitor tick failed")
 
     async def stop(self) -> None:
         """Stop accepting requests, stop the L1 loops and the batcher, close the core."""
@@ -293,6 +437,8 @@ class SequencerProcess:
         self._stop.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30)
+        if self._defender_thread is not None:
+            await asyncio.to_thread(self._defender_thread.join, 30)
         if self.service is not None:
             await self.service.aclose()
             self.service = None
@@ -322,6 +468,7 @@ class SequencerProcess:
     def _extra_status(self) -> dict[str, Any]:
         w = self.watcher
         return {
+            "defender": self._defender_status,
             "l1Watcher": None if w is None else {
                 "block": w.cursor.block, "nextDeposit": w.cursor.next_deposit,
                 "nextForced": w.cursor.next_forced, "error": self._watch_error,
@@ -368,7 +515,8 @@ class SequencerProcess:
                     except Exception:
                         log.exception("publisher refused batch %d", batch.index)
                     self._to_publish.popleft()
-                status = pub.tick()
+                with self._send_lock:
+                    status = pub.tick()
                 self._status = status
                 loop.call_soon_threadsafe(self._on_status, status)
                 if status.anchor.index > confirmed:
@@ -377,6 +525,36 @@ class SequencerProcess:
             except Exception:
                 log.exception("publisher tick failed; retrying")
             self._stop.wait(self.cfg.publish_interval)
+
+    def _defend_loop(self) -> None:
+        """(thread) Answer the games against our batches every ``defender.interval`` seconds."""
+        assert self.defender is not None  # noqa: S101
+        while not self._stop.is_set():
+            try:
+                with self._send_lock:
+                    actions = self.defender.tick()
+                self._defender_status = self.defender.status()
+                for a in actions:
+                    log.info("defender", extra={"game": a.game, "batch": a.batch, "move": a.move,
+                                                "detail": a.detail})
+            except Exception:
+                log.exception("defender tick failed; retrying")
+            self._stop.wait(self.cfg.defender.interval)
+
+    async def roots_on_loop(self, claim: BatchClaim, points: list[int]) -> dict[int, bytes]:
+        """(event loop) The core's own roots of the batch ``claim`` names (:class:`StoreRoots`),
+        replayed a slice at a time between commands."""
+        if self.service is None:
+            raise RuntimeError("the sequencer is stopped")
+        core = self.service.core
+        work = StoreRoots(core.pending_batches, lambda: core.db, self.chain).slices(claim, points)
+        while True:
+            try:
+                next(work)
+            except StopIteration as stop:
+                roots: dict[int, bytes] = stop.value
+                return roots
+            await asyncio.sleep(0)
 
     def _confirm(self, upto: int) -> None:
         if self.service is not None:
@@ -398,7 +576,7 @@ class SequencerProcess:
     async def _metrics_loop(self) -> None:
         while True:
             if self.metrics is not None:
-                self.metrics.refresh(self._status)
+                self.metrics.refresh(self._status, monitor=self.monitor, defender=self.defender)
             await asyncio.sleep(1.0)
 
     async def _oracle_loop(self, dev: DevOracle) -> None:
@@ -418,6 +596,22 @@ class SequencerProcess:
             await asyncio.sleep(dev.interval)
 
 
+class _LoopRoots:
+    """A :class:`sequencer.defender.RootSource` for the defender thread: the replay runs on the
+    event loop, a slice of steps at a time between commands, since the core and its state DB
+    are single-threaded."""
+
+    def __init__(self, process: SequencerProcess, loop: asyncio.AbstractEventLoop | None) -> None:
+        assert loop is not None  # noqa: S101 - set by start()
+        self.process = process
+        self.loop = loop
+
+    def roots_at(self, claim: BatchClaim, points: Sequence[int]) -> dict[int, bytes]:
+        """See :meth:`sequencer.defender.RootSource.roots_at`."""
+        work = self.process.roots_on_loop(claim, list(points))
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=300)
+
+
 def main(config_path: str) -> int:
     """Run the sequencer of ``config_path`` until SIGINT/SIGTERM."""
     try:
@@ -427,7 +621,7 @@ def main(config_path: str) -> int:
         return 2
     setup_json_logging(cfg.log_level)
     try:
-        asyncio.run(SequencerProcess(cfg).run_until_signal())
+        asyncio.run(SequencerProcess(cfg, tune_gc=True).run_until_signal())
     except ConfigError as exc:
         log.error("configuration error: %s", exc)
         return 2

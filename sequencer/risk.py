@@ -24,6 +24,7 @@ Everything that feeds a step is an integer; ranking ratios are exact fractions.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,6 +45,8 @@ log = logging.getLogger("hfx.risk")
 
 MAX_ACTIONS_PER_ACCOUNT = 40
 """Liquidation/deleverage steps tried for one account in one tick (then the next tick)."""
+HISTORY = 10_000
+"""Most recent actions and failures kept in :attr:`RiskMonitor.actions` / ``failures``."""
 
 
 # ============================================================================ pure policy
@@ -218,10 +221,23 @@ class RiskMonitor:
 
     liquidator: InHouseLiquidator
     funding_interval: int = 3_600
+    funding_enabled: bool = True
+    """Send funding steps (off: funding accrues only when someone else sends one)."""
+    settlement_enabled: bool = True
+    """Settle options at expiry."""
+    liquidations_enabled: bool = True
+    """Liquidate and deleverage (off: accounts below their threshold are left alone)."""
     actions: list[Action] = field(default_factory=list)
+    """The latest accepted actions (at most :data:`HISTORY`)."""
     failures: list[Action] = field(default_factory=list)
+    """The latest refused actions (at most :data:`HISTORY`)."""
+    accepted: Counter[str] = field(default_factory=Counter)
+    """Accepted actions since start, by kind."""
+    refused: Counter[str] = field(default_factory=Counter)
+    """Refused actions since start, by kind."""
     _accounts: dict[int, Account] = field(default_factory=dict)
     _prices: Prices | None = None
+    _left_alone: set[int] = field(default_factory=set)
     revalued: int = 0
     """Accounts valued during the last tick (for tests and metrics)."""
 
@@ -239,10 +255,12 @@ class RiskMonitor:
     def tick(self, ex: Exchange, now: int) -> None:
         """Funding if due, settlements if due, then liquidations and deleveraging."""
         prices = ex.view.prices()
-        if now - prices.funding_time >= self.funding_interval:
+        if self.funding_enabled and now - prices.funding_time >= self.funding_interval:
             self._try("funding", 0, 0, 0, 0, partial(ex.funding, now))
-        self._settle_due(ex, now)
-        self._liquidate_due(ex, now)
+        if self.settlement_enabled:
+            self._settle_due(ex, now)
+        if self.liquidations_enabled:
+            self._liquidate_due(ex, now)
 
     def _settle_due(self, ex: Exchange, now: int) -> None:
         params, prices = ex.view.params(), ex.view.prices()
@@ -322,6 +340,11 @@ class RiskMonitor:
         p = positions[0]
         if target == self.liquidator.account:
             return False
+        if self.liquidator.account <= 0:
+            if target not in self._left_alone:  # once per account: external liquidators may act
+                self._left_alone.add(target)
+                log.warning("account %d is liquidatable; no in-house liquidator account", target)
+            return False
         size = liquidation_size(norm, p.market, params, prices)
         mark = prices.markets[p.market].mark
         entry = self.liquidator.order(ex, p.market, p.size > 0, mark, size, now)
@@ -365,8 +388,16 @@ class RiskMonitor:
         except IntakeError as err:
             action = Action(kind, target, counterparty, market, size, err.code)
             self.failures.append(action)
+            self.refused[kind] += 1
+            if len(self.failures) > HISTORY:
+                del self.failures[: len(self.failures) - HISTORY]
             log.info("risk action refused, retried next tick: %s", action)
             return False
         code = outcome.step.receipt.code.name
         self.actions.append(Action(kind, target, counterparty, market, size, code))
+        self.accepted[kind] += 1
+        if len(self.actions) > HISTORY:
+            del self.actions[: len(self.actions) - HISTORY]
+        log.info("risk action", extra={"kind": kind, "target": target, "counterparty": counterparty,
+                                       "market": market, "size": size, "code": code})
         return True

@@ -45,10 +45,13 @@ from state.layout import (
     order_key,
     withdrawal_key,
 )
+from state.txs import decode_order_entry
 
 __all__ = [
     "CANCEL_REJECTED",
+    "LIQUIDATION_REJECTED",
     "NOT_FOUND",
+    "ORACLE_REJECTED",
     "ORDER_REJECTED",
     "SequencerApi",
     "WITHDRAW_REJECTED",
@@ -62,6 +65,13 @@ WITHDRAW_REJECTED = 1003
 """hfx_withdraw refused."""
 NOT_FOUND = 1004
 """A query named an account, market or order the sequencer does not know."""
+ORACLE_REJECTED = 1005
+"""hfx_submitOracle refused (the STF's oracle codes, ``ORACLE_FUTURE``, ...)."""
+LIQUIDATION_REJECTED = 1006
+"""hfx_liquidate refused (``NOT_LIQUIDATABLE``, ``INSUFFICIENT_MARGIN``, ...)."""
+MAX_ORACLE_STEP = 4_096
+"""Largest oracle step accepted (80 prices and 16 signatures take 2,091 bytes)."""
+ORDER_ENTRY_BYTES = 104
 
 KIND_NAMES = {KIND_PERP: "perp", KIND_CALL: "call", KIND_PUT: "put"}
 MAX_DEPTH = 100
@@ -105,6 +115,12 @@ def _int_param(value: Any, name: str, lo: int = 0, hi: int = 1 << 64) -> int:
     if not lo <= n < hi:
         raise InvalidParams(f"{name} must be in [{lo}, {hi})")
     return n
+
+
+def entry_market(entry: bytes) -> int:
+    """The market of a 104-byte order-table entry (docs/stf.md §5.2); -1 when malformed."""
+    order = decode_order_entry(entry)
+    return -1 if order is None else order.body.market
 
 
 def _page(limit: int | None, default: int, hi: int) -> int:
@@ -264,6 +280,10 @@ class SequencerApi:
             ("hfx_syncStatus", self.sync_status),
             ("hfx_getProof", self.get_proof),
             ("hfx_chainInfo", self.chain_info),
+            ("hfx_submitOracle", self.submit_oracle),
+            ("hfx_liquidate", self.liquidate),
+            ("hfx_getAccounts", self.get_accounts),
+            ("hfx_getRiskState", self.get_risk_state),
         ):
             s.register(name, handler)
         s.add_topic("book", accept=self._accept_book, match=lambda market, p: bool(p["market"] == market))
@@ -386,6 +406,42 @@ class SequencerApi:
         self.counts["withdrawals"] += 1
         return {"withdrawalId": out.withdrawal_id, "step": _step_json(out.step)}
 
+    async def submit_oracle(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Apply a signed oracle step (``{"step": "0x…"}``); the risk monitor runs on it."""
+        params = _params_dict(update, "update")
+        try:
+            step = hex_bytes(params.get("step"), None, "step")
+        except IntakeError as exc:
+            raise InvalidParams(f"update: {exc.message}", {"reason": exc.code}) from None
+        if not 0 < len(step) <= MAX_ORACLE_STEP:
+            raise InvalidParams(f"update: step must be 1..{MAX_ORACLE_STEP} bytes", {"reason": "BAD_FIELD"})
+        try:
+            out = await self.service.submit_oracle(step)
+        except IntakeError as exc:
+            self.counts["refused:submitOracle"] += 1
+            raise _rejected(ORACLE_REJECTED, "oracle update rejected", exc) from None
+        self.counts["oracle"] += 1
+        return {"step": _step_json(out.step)}
+
+    async def liquidate(self, liquidation: dict[str, Any]) -> dict[str, Any]:
+        """Liquidate ``target`` into the liquidator's signed order ``entry`` (``size`` units)."""
+        params = _params_dict(liquidation, "liquidation")
+        try:
+            entry = hex_bytes(params.get("entry"), ORDER_ENTRY_BYTES, "entry")
+        except IntakeError as exc:
+            raise InvalidParams(f"liquidation: {exc.message}", {"reason": exc.code}) from None
+        target = _int_param(params.get("target"), "target", 1, 1 << 32)
+        size = _int_param(params.get("size"), "size", 1, 1 << 64)
+        try:
+            out = await self.service.liquidate(target, entry, size)
+        except IntakeError as exc:
+            self.counts["refused:liquidate"] += 1
+            raise _rejected(LIQUIDATION_REJECTED, "liquidation rejected", exc) from None
+        self.counts["liquidations"] += 1
+        market = entry_market(entry)
+        self._after_orders({market} if market >= 0 else set())
+        return {"step": _step_json(out.step), "removed": [_removed_json(r) for r in out.removed]}
+
     # ------------------------------------------------------------------ pushes
 
     def _after_orders(self, markets: set[int]) -> None:
@@ -466,6 +522,44 @@ class SequencerApi:
             "liquidatable": risk.liquidatable,
             "positions": positions,
             "greeks": greeks,
+        }
+
+    async def get_accounts(self, from_index: int | str = 1, limit: int | str | None = None,
+                           with_positions: bool = True) -> dict[str, Any]:
+        """Accounts by index from ``from_index`` (only those with positions by default): the
+        account leaf's content, for liquidators; ``next`` continues the scan (null at the end)."""
+        core = self.service.core
+        start = _int_param(from_index, "from_index", 1, 1 << 32)
+        n = 100 if limit is None else _int_param(limit, "limit", 1, MAX_PAGE + 1)
+        if not isinstance(with_positions, bool):
+            raise InvalidParams("with_positions must be a boolean")
+        count = core.view.global_().account_count
+        out: list[dict[str, Any]] = []
+        index = start
+        while index < count and len(out) < n:
+            acct = core.account(index)
+            if acct is not None and (acct.positions or not with_positions):
+                out.append({
+                    "index": index, "owner": _hex(acct.owner), "nonce": acct.nonce,
+                    "collateral": acct.collateral,
+                    "positions": [
+                        {"market": p.market, "size": p.size, "cost": p.cost,
+                         "fundingSnapshot": p.funding_snapshot}
+                        for p in acct.positions
+                    ],
+                })
+            index += 1
+        return {"accounts": out, "next": index if index < count else None, "accountCount": count}
+
+    async def get_risk_state(self) -> dict[str, Any]:
+        """The params and prices leaves (encoded as in the state, docs/stf.md §4), the insurance
+        fund and the clock: what a liquidator values accounts with (``state.layout`` decodes them)."""
+        view = self.service.core.view
+        return {
+            "params": _hex(view.params().encode()),
+            "prices": _hex(view.prices().encode()),
+            "insuranceFund": view.global_().insurance_fund,
+            "clock": self.service.core.clock,
         }
 
     async def get_open_orders(self, account: int | str, market: int | str | None = None) -> list[dict[str, Any]]:

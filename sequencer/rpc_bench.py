@@ -1,4 +1,4 @@
-"""RPC latency benchmark: ``python -m sequencer.rpc_bench [n_orders] [rate]``.
+"""RPC latency benchmark: ``python -m sequencer.rpc_bench [n_orders] [rate] [--default-gc]``.
 
 :func:`bench_rpc` starts a durable sequencer (temporary directory, two funded
 traders, fresh prices) behind the JSON-RPC server in this process, and a
@@ -13,6 +13,7 @@ WAL fsync included) percentiles.
 from __future__ import annotations
 
 import asyncio
+import gc
 import multiprocessing
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import aiohttp
 from node.rpc import RpcServer
 from sequencer.exchange import Exchange
 from sequencer.rpc_api import SequencerApi
-from sequencer.service import ExchangeService
+from sequencer.service import ExchangeService, quiet_gc
 from state.constants import KIND_PERP, ORACLE_UNDERLYING_BASE
 from state.context import ChainConfig, L1Deposit
 from state.eip712 import address_of
@@ -99,7 +100,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _serve_and_measure(n_orders: int, rate: float, directory: str) -> dict[str, Any]:
+async def _serve_and_measure(n_orders: int, rate: float, directory: str, tune_gc: bool) -> dict[str, Any]:
     now = int(time.time())
     config = Config(5, 1, 150, 50, 100, 75, 60)
     markets = [Market(KIND_PERP, 0, 1000, 500, 1000, 1, 0, 0, 3)]
@@ -119,6 +120,8 @@ async def _serve_and_measure(n_orders: int, rate: float, directory: str) -> dict
     SequencerApi(service, server)
     service.start_batcher()
     port = await server.start("127.0.0.1", 0)
+    if tune_gc:
+        quiet_gc()
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_client, args=(f"http://127.0.0.1:{port}/", entries, rate, child))
@@ -142,13 +145,21 @@ async def _serve_and_measure(n_orders: int, rate: float, directory: str) -> dict
     }
 
 
-def bench_rpc(n_orders: int = 5_000, rate: float = 1_000.0) -> dict[str, Any]:
-    """Offer ``n_orders`` at ``rate``/s from another process; throughput and ack latency."""
-    with tempfile.TemporaryDirectory() as directory:
-        return asyncio.run(_serve_and_measure(n_orders, rate, directory))
+def bench_rpc(n_orders: int = 5_000, rate: float = 1_000.0, *, tune_gc: bool = True) -> dict[str, Any]:
+    """Offer ``n_orders`` at ``rate``/s from another process; throughput and ack latency.
+
+    ``tune_gc`` applies :func:`sequencer.service.quiet_gc` once the server is up, as
+    ``hfx sequencer`` does."""
+    thresholds = gc.get_threshold()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            return asyncio.run(_serve_and_measure(n_orders, rate, directory, tune_gc))
+    finally:  # leave the calling process's collector as it was
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000
     r = float(sys.argv[2]) if len(sys.argv) > 2 else 1_000.0
-    print(bench_rpc(n, r))
+    print(bench_rpc(n, r, tune_gc="--default-gc" not in sys.argv))

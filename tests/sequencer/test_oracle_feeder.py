@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sequencer.intake import IntakeError
-from sequencer.oracle_feeder import OracleFeeder, PriceFile, RandomWalk, run_feeder
+from sequencer.oracle_feeder import OracleFeeder, PriceFile, RandomWalk, main, run_feeder
 from state.constants import ORACLE_UNDERLYING_BASE
 from state.errors import Code
 from tests.sequencer.harness import Desk
@@ -105,3 +105,56 @@ def test_run_feeder_submits_and_survives_refusals() -> None:
     assert desk.ex.view.prices().oracle_time == T0 + 22
     bad = _feeder(world, [b"\x01" * 32])  # not an oracle key: refused, logged, no raise
     assert run_feeder(bad, desk.ex, clock=lambda: T0 + 30, sleep=slept.append, iterations=1) == 0
+
+
+# ---------------------------------------------------------------- hfx oracle-feeder (the process's main)
+
+
+def test_feeder_main_refuses_bad_keys_and_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sequencer.logs.setup_json_logging", lambda level: None)
+    url = ["--rpc", "http://127.0.0.1:9/"]
+    monkeypatch.delenv("HFX_TEST_ORACLE_KEYS", raising=False)
+    assert main([*url, "--keys-env", "HFX_TEST_ORACLE_KEYS", "--spot", "0=3000000"]) == 2
+    monkeypatch.setenv("HFX_TEST_ORACLE_KEYS", "0xzz")
+    assert main([*url, "--keys-env", "HFX_TEST_ORACLE_KEYS", "--spot", "0=3000000"]) == 2
+    monkeypatch.setenv("HFX_TEST_ORACLE_KEYS", "0x" + "11" * 31)
+    assert main([*url, "--keys-env", "HFX_TEST_ORACLE_KEYS", "--spot", "0=3000000"]) == 2
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{\"index\": {}}]")
+    assert main([*url, "--devnet-keys", "1", "--price-file", str(bad)]) == 2
+    for args in (["--devnet-keys", "0", "--spot", "0=1"], ["--devnet-keys", "1", "--spot", "x"],
+                 ["--devnet-keys", "1"], ["--spot", "0=1"], ["--devnet-keys", "1", "--spot", "0=1", "--interval", "0"]):
+        with pytest.raises(SystemExit):
+            main([*url, *args])
+
+
+def test_feeder_main_submits_signed_updates_over_json_rpc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hfx oracle-feeder`` against a served sequencer: its price file's prices are applied."""
+    import time
+
+    from tests.sequencer.test_rpc_api import Served
+
+    monkeypatch.setattr("sequencer.logs.setup_json_logging", lambda level: None)  # keep pytest's handlers
+    served = Served(tmp_path / "seq")
+    try:
+        desk = served.desk
+        desk.now = int(time.time()) + 30  # the sequencer's clock: the feeder signs at wall time
+        prices = tmp_path / "prices.csv"
+        prices.write_text("time,index0,index1,mark0,mark1\n0,2900000,6100000,2901000,6101000\n")
+        monkeypatch.setenv("HFX_TEST_ORACLE_KEYS", ",".join("0x" + k.hex() for k in desk.world.oracle_keys[:1]))
+        code = main(["--rpc", served.url, "--keys-env", "HFX_TEST_ORACLE_KEYS", "--price-file", str(prices),
+                     "--interval", "0.3", "--iterations", "1"])
+        assert code == 0
+        p = desk.ex.view.prices()
+        assert p.markets[ETH_PERP].mark == 2_901_000 and p.index[ETH] == 2_900_000 and p.index[BTC] == 6_100_000
+        # a random walk, as `hfx devnet` runs it (the next update needs a later second)
+        time.sleep(max(0.0, p.oracle_time + 1 - time.time()))
+        code = main(["--rpc", served.url, "--keys-env", "HFX_TEST_ORACLE_KEYS", "--spot", "0=3000000",
+                     "--spot", "1=6000000", "--seed", "1", "--max-move-bps", "10", "--interval", "0.3",
+                     "--iterations", "1"])
+        assert code == 0
+        q = desk.ex.view.prices()
+        assert q.oracle_time > p.oracle_time and abs(q.index[ETH] - 3_000_000) <= 3_000
+        assert abs(q.markets[ETH_PERP].mark - q.index[ETH]) <= q.index[ETH] // 1_000 + 1
+    finally:
+        served.close()

@@ -8,6 +8,7 @@ sees a batch posted on L1 with the sequencer's root, and stops it with SIGTERM.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -28,13 +29,19 @@ from node.anvil import DEV_KEYS, Anvil, anvil_available, free_port
 from node.rpc import RpcError
 from node.rpc_client import RpcTransportError, SyncRpcClient
 from sequencer.client import TraderClient
+from sequencer.intake import OrderSubmission
+from sequencer.process import ConfigError, SequencerProcess, load_config
+from state.constants import ORACLE_UNDERLYING_BASE
+from state.context import L1Deposit
 from state.db import StateDB
 from state.eip712 import address_of
 from state.genesis import genesis_leaves
 from state.keccak import keccak256
-from tests.world import default_config, default_markets
+from state.signing import sign_order, signed_oracle
+from state.txs import OracleEntry, OrderBody
+from tests.world import T0, default_config, default_markets
 
-pytestmark = pytest.mark.skipif(
+anvil_only = pytest.mark.skipif(
     not anvil_available(), reason="anvil not installed: run `npm install` at the repository root"
 )
 
@@ -57,7 +64,11 @@ def wait_for(fn: Callable[[], T | None], timeout: float, what: str) -> T:
         time.sleep(0.2)
 
 
-def config_text(data_dir: Path, port: int, l1_url: str, deployment: Path, genesis_time: int) -> str:
+def config_text(
+    data_dir: Path, port: int, l1_url: str, deployment: Path, genesis_time: int, *,
+    dev_oracle: bool = True, extra: str = "",
+) -> str:
+    """A sequencer TOML over the test world's markets; ``extra`` is appended (more sections)."""
     c = default_config()
     lines = [
         f'data_dir = "{data_dir}"', 'log_level = "INFO"', "",
@@ -77,13 +88,15 @@ def config_text(data_dir: Path, port: int, l1_url: str, deployment: Path, genesi
             f"im_bps = {m.im_bps}", f"mm_bps = {m.mm_bps}", f"tick = {m.tick}", f"lot = {m.lot}",
             f"strike = {m.strike}", f"expiry = {m.expiry}", f"size_decimals = {m.size_decimals}", "",
         ]
-    lines += [
-        "[dev_oracle]", f'keys = ["0x{ORACLE_KEY.hex()}"]', "interval = 1",
-        "marks = { 0 = 3000000, 1 = 6000000 }", "spots = { 0 = 3000000, 1 = 6000000 }", "",
-    ]
-    return "\n".join(lines)
+    if dev_oracle:
+        lines += [
+            "[dev_oracle]", f'keys = ["0x{ORACLE_KEY.hex()}"]', "interval = 1",
+            "marks = { 0 = 3000000, 1 = 6000000 }", "spots = { 0 = 3000000, 1 = 6000000 }", "",
+        ]
+    return "\n".join(lines) + "\n" + extra
 
 
+@anvil_only
 def test_sequencer_process_end_to_end(tmp_path: Path) -> None:
     started = time.monotonic()
     with Anvil(block_time=1) as anvil:
@@ -184,3 +197,92 @@ class urlopen_text:  # noqa: N801 - a tiny context manager
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+# ---------------------------------------------------------------- the risk monitor in the process
+
+
+LIQUIDATOR_KEY = keccak256(b"in-house liquidator")
+
+
+def local_config_text(data_dir: Path, risk: str) -> str:
+    """A sequencer without L1 (genesis.chain_id and genesis.rollup) and a ``[risk]`` section."""
+    text = config_text(data_dir, 0, "", Path("unused"), T0, dev_oracle=False, extra=risk)
+    head, _, rest = text.partition("[l1]")
+    rest = rest[rest.index("[batch]"):]
+    oracle = "0x" + address_of(ORACLE_KEY).hex()
+    return head + rest.replace(
+        f"time = {T0}",
+        f'time = {T0}\nchain_id = 31337\nrollup = "0x{"42" * 20}"\noracle_keys = ["{oracle}"]\n',
+    )
+
+
+def _prices(process: SequencerProcess, eth: int) -> bytes:
+    entries = [OracleEntry(0, eth, 0), OracleEntry(1, 6_000_000, 0),
+               OracleEntry(ORACLE_UNDERLYING_BASE, eth, 0), OracleEntry(ORACLE_UNDERLYING_BASE + 1, 6_000_000, 0)]
+    return signed_oracle([ORACLE_KEY], process.chain.domain, int(time.time()), entries)
+
+
+async def _risk_run(cfg_path: Path) -> tuple[SequencerProcess, dict[str, Any]]:
+    """Fund three accounts, open a 9x long, drop ETH 6 %: what the monitor did."""
+    process = SequencerProcess(load_config(cfg_path))
+    await process.start()
+    try:
+        svc = process.service
+        assert svc is not None and process.monitor is not None
+        owners = [address_of(keccak256(b"trader-%d" % i)) for i in range(2)] + [address_of(LIQUIDATOR_KEY)]
+        amounts = [10**12, 10**11, 5 * 10**11]
+        await svc.add_l1_items([L1Deposit(o, a) for o, a in zip(owners, amounts, strict=True)], [], deposit_start=0)
+        await svc.submit_oracle(_prices(process, 3_000_000))
+        keys = [keccak256(b"trader-%d" % i) for i in range(2)]
+        chain = svc.core.chain
+        for key, is_buy in ((keys[0], False), (keys[1], True)):
+            body = OrderBody(svc.core.account_index(address_of(key)) or 0, 0, is_buy, 0, 3_000_000, 300_000,
+                             2**64 - 1, 1)
+            entry = sign_order(key, address_of(key), chain.domain, body).encode()
+            await svc.place_order(OrderSubmission.from_entry(entry))
+        await asyncio.sleep(1.1)  # the next oracle update needs a later second
+        await svc.submit_oracle(_prices(process, 2_820_000))
+        await asyncio.sleep(0.5)  # a timer tick
+        taker = svc.core.account(2)
+        prices = svc.core.view.prices()
+        return process, {
+            "actions": [a.kind for a in process.monitor.actions],
+            "taker_size": None if taker is None else taker.positions[0].size,
+            "settled": [m.settled for m in prices.markets],
+            "funded": prices.funding_time > T0,
+        }
+    finally:
+        await process.stop()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_process_runs_the_risk_monitor(tmp_path: Path, enabled: bool) -> None:
+    """Liquidation into the in-house liquidator, settlement of the expired options and funding,
+    each turned off by the config."""
+    flag = "true" if enabled else "false"
+    risk = (f'[risk]\nliquidator_key = "0x{LIQUIDATOR_KEY.hex()}"\nfunding_interval = 1\ntick_interval = 0.2\n'
+            f"liquidations = {flag}\nfunding = {flag}\nsettlement = {flag}\n")
+    cfg = tmp_path / "sequencer.toml"
+    cfg.write_text(local_config_text(tmp_path / "data", risk))
+    process, seen = asyncio.run(_risk_run(cfg))
+    assert process.monitor is not None and process.monitor.liquidator.account == 3
+    if enabled:
+        assert {"liquidate", "settle", "funding"} <= set(seen["actions"])
+        assert seen["taker_size"] is not None and 0 < seen["taker_size"] < 300_000
+        assert seen["settled"][2:] == [True, True] and seen["funded"]
+    else:
+        assert seen["actions"] == [] and seen["taker_size"] == 300_000
+        assert seen["settled"] == [False] * 4 and not seen["funded"]
+
+
+def test_risk_and_defender_config_errors(tmp_path: Path) -> None:
+    cfg = tmp_path / "sequencer.toml"
+    for bad in ("[risk]\nfunding_interval = 0\n", "[risk]\nliquidations = 1\n",
+                '[risk]\nliquidator_key_env = "HFX_NO_SUCH_VARIABLE"\n', "[defender]\ninterval = 0\n"):
+        cfg.write_text(local_config_text(tmp_path / "data", bad))
+        with pytest.raises(ConfigError):
+            load_config(cfg)
+    cfg.write_text(local_config_text(tmp_path / "data", "[defender]\nenabled = false\n"))
+    loaded = load_config(cfg)
+    assert loaded.defender.enabled is False and loaded.risk.enabled and loaded.risk.liquidator_key is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 from sequencer.risk import Action, InHouseLiquidator, RiskMonitor, adl_key, value
 from state.arith import div_ceil, div_floor
@@ -11,7 +12,7 @@ from tests.sequencer.harness import ETH_PERP, USDC, Desk
 from tests.world import BTC_PERP, DAY, ETH, ETH_CALL, ETH_PUT, T0
 
 
-def _monitor(desk: Desk, name: str = "liq", **kw: int) -> RiskMonitor:
+def _monitor(desk: Desk, name: str = "liq", **kw: Any) -> RiskMonitor:
     liq = InHouseLiquidator(desk.key(name), desk.index[name])
     return RiskMonitor(liq, **kw).attach(desk.ex)
 

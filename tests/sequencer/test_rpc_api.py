@@ -20,17 +20,21 @@ from eth_account import Account
 
 from node.rpc import RpcError, RpcServer
 from node.rpc_client import SyncRpcClient, WsRpcClient
-from sequencer.client import FLAG_POST_ONLY, TraderClient
+from sequencer.client import FLAG_POST_ONLY, OperatorClient, TraderClient
+from sequencer.liquidator import build_order, find_liquidations
 from sequencer.rpc_api import (
     CANCEL_REJECTED,
+    LIQUIDATION_REJECTED,
     NOT_FOUND,
+    ORACLE_REJECTED,
     ORDER_REJECTED,
     WITHDRAW_REJECTED,
     SequencerApi,
 )
 from sequencer.service import ExchangeService
-from state.layout import account_key
-from tests.sequencer.harness import BTC_PERP, ETH_PERP, USDC, Desk
+from state.layout import Params, Prices, account_key
+from tests.sequencer.harness import BTC_PERP, ETH_PERP, IVS, PRICES, SPOTS, USDC, Desk
+from tests.world import ETH
 
 T = TypeVar("T")
 PRICE = 3_000_000
@@ -203,6 +207,70 @@ def test_cancel_and_withdraw(served: Served) -> None:
     e = refused(WITHDRAW_REJECTED, maker.withdraw, 1 * USDC, nonce + 5)
     assert e.data["reason"] == "BAD_NONCE"
     assert served.desk.state() == before
+
+
+def test_oracle_updates_and_liquidations_over_rpc(served: Served) -> None:
+    """hfx_submitOracle moves the price; hfx_getAccounts/hfx_getRiskState show the account
+    below its threshold; hfx_liquidate with the liquidator's signed order takes it over."""
+    desk, op = served.desk, OperatorClient(served.url, timeout=10)
+    try:
+        maker, taker = served.trader("maker"), served.trader("taker")
+        size = 300_000  # about 9x the taker's collateral at 3,000,000
+        maker.place_order(ETH_PERP, False, PRICE, size)
+        assert taker.place_order(ETH_PERP, True, PRICE, size)["filled"] == size
+        accounts = op.get_accounts()
+        assert {a.index for a in accounts} == {desk.index["maker"], desk.index["taker"]}
+        taker_data = next(a for a in accounts if a.index == desk.index["taker"])
+        assert taker_data.account == desk.ex.account(desk.index["taker"])
+        everyone = served.rpc.call("hfx_getAccounts", {"with_positions": False, "limit": 2})
+        assert [a["index"] for a in everyone["accounts"]] == [1, 2] and everyone["next"] == 3
+        for bad in ({"limit": 0}, {"limit": 501}, {"from_index": 0}, {"with_positions": "yes"}):
+            refused(-32602, served.rpc.call, "hfx_getAccounts", bad)
+
+        # a refused oracle update changes nothing
+        before = desk.state()
+        stale = desk.world.oracle_step(PRICES, SPOTS, IVS, timestamp=desk.now - 100)
+        e = refused(ORACLE_REJECTED, op.submit_oracle, stale)
+        assert e.data["reason"] in ("ORACLE_NOT_MONOTONIC", "STALE_ORACLE")
+        e = refused(ORACLE_REJECTED, op.submit_oracle, stale[:-1] + bytes([stale[-1] ^ 1]))
+        refused(-32602, served.rpc.call, "hfx_submitOracle", [{"step": "0x"}])
+        refused(-32602, served.rpc.call, "hfx_submitOracle", [{"step": "zz"}])
+        refused(-32602, served.rpc.call, "hfx_submitOracle", [{}])
+        assert desk.state() == before
+
+        # healthy: nothing to liquidate, and a liquidation is refused
+        state = op.risk_state()
+        params = Params.decode(bytes.fromhex(state["params"][2:]))
+        prices = Prices.decode(bytes.fromhex(state["prices"][2:]))
+        assert params == desk.ex.view.params() and state["clock"] == desk.ex.clock
+        assert find_liquidations(op.get_accounts(), params, prices, state["insuranceFund"]) == []
+
+        desk.now += 1
+        crash = {**PRICES, ETH_PERP: 2_820_000}
+        out = op.submit_oracle(desk.world.oracle_step(crash, {**SPOTS, ETH: 2_820_000}, IVS, timestamp=desk.now))
+        assert out["step"]["code"] == "OK"
+        assert served.rpc.call("hfx_getMarkets")["markets"][ETH_PERP]["mark"] == 2_820_000
+        state = op.risk_state()
+        prices = Prices.decode(bytes.fromhex(state["prices"][2:]))
+        liquidator = desk.index["poor"]
+        (opp,) = find_liquidations(op.get_accounts(), params, prices, state["insuranceFund"], exclude=liquidator)
+        assert opp.target == desk.index["taker"] and opp.is_buy and 0 < opp.size <= size
+        assert served.rpc.call("hfx_getAccount", [opp.target])["liquidatable"] is True
+
+        entry = build_order(desk.key("poor"), liquidator, desk.world.domain, opp, salt=1, expiry=desk.now + 60)
+        before = desk.state()
+        e = refused(LIQUIDATION_REJECTED, op.submit_liquidation, desk.index["maker"], entry, opp.size)
+        assert e.data["reason"] in ("NOT_LIQUIDATABLE", "WRONG_DIRECTION")
+        refused(-32602, served.rpc.call, "hfx_liquidate", [{"target": opp.target, "entry": "0x12", "size": 1}])
+        refused(-32602, served.rpc.call, "hfx_liquidate", [{"target": 0, "entry": "0x" + entry.hex(), "size": 1}])
+        assert desk.state() == before
+        done = op.submit_liquidation(opp.target, entry, opp.size)
+        assert done["step"]["code"] == "OK"
+        after = served.rpc.call("hfx_getAccount", [opp.target])
+        assert after["positions"][0]["size"] == size - opp.size and after["liquidatable"] is False
+        assert served.rpc.call("hfx_getAccount", [liquidator])["positions"][0]["size"] == opp.size
+    finally:
+        op.close()
 
 
 # ------------------------------------------------------------------------------ reads
