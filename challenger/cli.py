@@ -1,7 +1,8 @@
 """The challenger process: follow L1, derive every batch, challenge wrong roots (docs/challenger.md §5).
 
-``python -m challenger.cli --rpc URL --deployment deployment.json --genesis genesis.json
---data-dir DIR`` (the ``hfx challenger`` subcommand will call :func:`main`). The
+``hfx challenger --rpc URL --deployment deployment.json --genesis genesis.json
+--data-dir DIR`` runs it; ``hfx challenger status --data-dir DIR`` (or
+``--status-file FILE``) prints its games and bond budget. The
 private key is read from the environment variable named by ``--key-env``
 (default ``HFX_CHALLENGER_KEY``), never from the command line. One loop, one
 thread: a follower poll (node.follower), then a player tick
@@ -18,7 +19,6 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,53 +26,18 @@ from eth_account import Account
 
 from challenger.player import Player
 from challenger.web3_chain import Web3DisputeChain
+from node.deployment import DeploymentFileError, DeploymentInfo, load_genesis
 from node.derive import Derivation, QueueItemMissing
 from node.follower import FOREVER, Follower
 from node.l1 import L1Client, is_transient
 from node.l1_watch import write_atomic
-from state.context import ChainConfig
 
 log = logging.getLogger("hfx.challenger")
 
+__all__ = ["DeploymentInfo", "format_status", "load_genesis", "main", "parse_args", "status", "status_command"]
 
-@dataclass(frozen=True)
-class DeploymentInfo:
-    """What the challenger reads from a deployment JSON (``l1_contracts.deploy.Deployment.to_json``)."""
-
-    chain_id: int
-    rollup: str
-    bridge: str
-    prover: str
-    block: int
-    genesis_root: bytes
-    oracle_keys: tuple[str, ...]
-    oracle_threshold: int
-
-    @staticmethod
-    def load(path: str | os.PathLike[str]) -> DeploymentInfo:
-        """Read a deployment file."""
-        raw = json.loads(Path(path).read_text())
-        return DeploymentInfo(
-            int(raw["chain_id"]), str(raw["rollup"]), str(raw["bridge"]), str(raw["prover"]),
-            int(raw["block"]), _hex(raw["genesis_root"]), tuple(raw["oracle_keys"]),
-            int(raw["oracle_threshold"]),
-        )
-
-    def chain(self) -> ChainConfig:
-        """The STF's chain configuration of this deployment."""
-        return ChainConfig(
-            self.chain_id, _hex(self.rollup), frozenset(_hex(k) for k in self.oracle_keys), self.oracle_threshold
-        )
-
-
-def _hex(text: str) -> bytes:
-    return bytes.fromhex(text[2:] if text.startswith("0x") else text)
-
-
-def load_genesis(path: str | os.PathLike[str]) -> dict[bytes, bytes]:
-    """Genesis leaves from JSON: ``{"leaves": {"0x<32-byte key>": "0x<value>", ...}}``."""
-    raw = json.loads(Path(path).read_text())
-    return {_hex(k): _hex(v) for k, v in raw["leaves"].items()}
+STATUS_NAME = "status.json"
+"""The status file every challenger keeps in its data directory (besides ``--status-file``)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -97,20 +62,86 @@ def status(follower: Follower, player: Player) -> dict[str, Any]:
     return {"follower": follower.status(), "player": player.status(), "time": time.time()}
 
 
+def _eth(wei: int) -> str:
+    return f"{wei / 10**18:.4f} ETH"
+
+
+def format_status(st: dict[str, Any], now: float | None = None) -> str:
+    """A challenger status document (its status file) as text for an operator."""
+    now = time.time() if now is None else now
+    f = st.get("follower", {})
+    p = st.get("player", {})
+    lines = [
+        f"challenger {p.get('address', '?')}  (status written {now - float(st.get('time', now)):.0f} s ago)",
+        f"L1 block {f.get('l1_block')}  head batch {f.get('head')}  {f.get('head_root') or ''}".rstrip(),
+        f"bond: budget {_eth(int(p.get('budget', 0)))}, locked {_eth(int(p.get('locked', 0)))}, "
+        f"free on the rollup {_eth(int(p.get('free_bond', 0)))}, per game {_eth(int(p.get('challenger_bond', 0)))}",
+    ]
+    active = p.get("active", [])
+    lines.append(f"active games: {len(active)}")
+    for g in active:
+        lo, hi = g.get("range", ["?", "?"])
+        lines.append(
+            f"  game {g.get('game')} on batch {g.get('batch')}: steps [{lo}, {hi}], round {g.get('round')}, "
+            f"turn {g.get('turn')}, clock left {g.get('clock_left')} s{' — ' + g['note'] if g.get('note') else ''}"
+        )
+    for name in ("won", "lost", "cancelled"):
+        lines.append(f"{name}: {', '.join(str(x) for x in p.get(name, [])) or '-'}")
+    for batch, why in p.get("skipped", {}).items():
+        lines.append(f"skipped batch {batch}: {why}")
+    if p.get("errors"):
+        lines.append(f"errors: {p['errors']}")
+    if f.get("last_error"):
+        lines.append(f"follower error: {f['last_error']}")
+    return "\n".join(lines)
+
+
+def status_command(argv: list[str]) -> int:
+    """``hfx challenger status``: print a running (or stopped) challenger's games and bond budget."""
+    p = argparse.ArgumentParser(prog="hfx challenger status", description="print a challenger's games and bond budget")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", help="the challenger's data directory (reads its status.json)")
+    where.add_argument("--status-file", help="the challenger's --status-file")
+    p.add_argument("--json", action="store_true", help="print the status document as JSON")
+    args = p.parse_args(argv)
+    path = Path(args.status_file) if args.status_file else Path(args.data_dir) / STATUS_NAME
+    try:
+        st = json.loads(path.read_text())
+    except OSError as exc:
+        print(f"error: no challenger status at {path} ({exc.strerror})", file=sys.stderr)
+        return 2
+    except ValueError:
+        print(f"error: {path} is not a challenger status file", file=sys.stderr)
+        return 2
+    if not isinstance(st, dict) or "player" not in st:
+        print(f"error: {path} is not a challenger status file", file=sys.stderr)
+        return 2
+    print(json.dumps(st, indent=1) if args.json else format_status(st))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the challenger until SIGTERM/SIGINT or ``--max-seconds``."""
+    """Run the challenger until SIGTERM/SIGINT or ``--max-seconds`` (``status ...``: print its status)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "status":
+        return status_command(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     key = os.environ.get(args.key_env)
     if not key:
         print(f"error: set the challenger's private key in ${args.key_env}", file=sys.stderr)
         return 2
-    d = DeploymentInfo.load(args.deployment)
+    try:
+        d = DeploymentInfo.load(args.deployment)
+        genesis = load_genesis(args.genesis)
+    except DeploymentFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     l1 = L1Client(args.rpc, depth=args.depth)
     if l1.chain_id != d.chain_id:
         print(f"error: {args.rpc} is chain {l1.chain_id}, the deployment is on {d.chain_id}", file=sys.stderr)
         return 2
-    derivation = Derivation.open(args.data_dir, d.chain(), d.genesis_root, load_genesis(args.genesis))
+    derivation = Derivation.open(args.data_dir, d.chain(), d.genesis_root, genesis)
     follower = Follower.over_bridge(l1, d.rollup, d.bridge, derivation, start_block=d.block)
     chain = Web3DisputeChain(l1, d.rollup, d.prover, Account.from_key(key), start_block=d.block)
     constants = chain.constants()
@@ -140,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(delay)
                 continue
             delays = FOREVER.delays()
+            text = json.dumps(status(follower, player), indent=1)
+            write_atomic(Path(args.data_dir) / STATUS_NAME, text)
             if args.status_file:
-                write_atomic(Path(args.status_file), json.dumps(status(follower, player), indent=1))
+                write_atomic(Path(args.status_file), text)
             if report.idle:
                 time.sleep(args.interval)
     finally:
