@@ -23,7 +23,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import requests
 from eth_typing import URI
@@ -53,6 +53,8 @@ def error_code(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- retries
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -70,6 +72,32 @@ class RetryPolicy:
         for i in range(max(self.attempts - 1, 0)):
             d = min(self.base_delay * self.factor**i, self.max_delay)
             yield d * (1 + random.uniform(-self.jitter, self.jitter))  # jitter, not cryptography
+
+    def call(
+        self,
+        fn: Callable[[], T],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_retry: Callable[[Exception, float], None] | None = None,
+    ) -> T:
+        """``fn()``, tried again after each transient failure (:func:`is_transient`) while delays last.
+
+        ``on_retry(exc, delay)`` runs before each sleep; a permanent failure, or
+        the last transient one, is raised as it is.
+        """
+        delays = self.delays()
+        while True:
+            try:
+                return fn()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                if on_retry is not None:
+                    on_retry(exc, delay)
+                sleep(delay)
 
 
 NO_RETRY = RetryPolicy(attempts=1)
@@ -122,20 +150,16 @@ class RetryingHTTPProvider(HTTPProvider):
         return replies
 
     def _post(self, request_data: bytes) -> bytes:
-        delays = self.retry.delays()
-        while True:
-            try:
-                return self._request_session_manager.make_post_request(
-                    self.url, request_data, **self.get_request_kwargs()
-                )
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                self.retries += 1
-                self._sleep(delay)
+        def post() -> bytes:
+            reply: bytes = self._request_session_manager.make_post_request(
+                self.url, request_data, **self.get_request_kwargs()
+            )
+            return reply
+
+        return self.retry.call(post, sleep=self._sleep, on_retry=self._count_retry)
+
+    def _count_retry(self, exc: Exception, delay: float) -> None:
+        self.retries += 1
 
 
 # ---------------------------------------------------------------- fees

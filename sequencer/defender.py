@@ -453,19 +453,11 @@ class Defender:
 
     def _call(self, fn: Callable[[], T]) -> T:
         """``fn()``, retried with backoff on transport failures."""
-        delays = self.retry.delays()
-        while True:
-            try:
-                return fn()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                self.errors += 1
-                log.warning("L1 call failed (%s); retrying in %.2fs", exc, delay)
-                self._sleep(delay)
+        return self.retry.call(fn, sleep=self._sleep, on_retry=self._on_retry)
+
+    def _on_retry(self, exc: Exception, delay: float) -> None:
+        self.errors += 1
+        log.warning("L1 call failed (%s); retrying in %.2fs", exc, delay)
 
     def status(self) -> dict[str, Any]:
         """Active games (range, turn, last move, note) and results, for monitoring."""
