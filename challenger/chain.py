@@ -9,7 +9,7 @@ returns once its transaction is included and raises
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Protocol
 
@@ -144,3 +144,31 @@ class DisputeChain(Protocol):
     def cancel_game(self, gid: int) -> None:
         """``cancelGame``: close a game whose batch was removed (the bond is released)."""
         ...
+
+
+@dataclass
+class TrackedGame:
+    """One of this account's games, as last read (by a player or a defender)."""
+
+    game: Game
+    last_move: str = ""
+    note: str = ""
+
+
+@dataclass
+class Action:
+    """What a tick did in one game (for logs and tests)."""
+
+    game: int
+    batch: int
+    move: str
+    detail: str = ""
+
+
+@dataclass
+class Outcomes:
+    """Finished games by result, from this account's side."""
+
+    won: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list)
+    cancelled: list[int] = field(default_factory=list)

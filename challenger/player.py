@@ -34,11 +34,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar
 
-from challenger.chain import DisputeChain, Game, GameStatus
+from challenger.chain import Action, DisputeChain, Game, GameStatus, Outcomes, TrackedGame
 from challenger.solver import (
     ChoosePart,
     ClaimTimeout,
@@ -62,34 +61,6 @@ T = TypeVar("T")
 
 REMOVED = int(L1Status.REMOVED)
 DEFAULT_RETRY = RetryPolicy()
-
-
-@dataclass
-class TrackedGame:
-    """One of this account's games, as last read."""
-
-    game: Game
-    last_move: str = ""
-    note: str = ""
-
-
-@dataclass
-class Action:
-    """What a tick did in one game (for logs and tests)."""
-
-    game: int
-    batch: int
-    move: str
-    detail: str = ""
-
-
-@dataclass
-class Outcomes:
-    """Finished games by result."""
-
-    won: list[int] = field(default_factory=list)
-    lost: list[int] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)
 
 
 class Player:

@@ -31,11 +31,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from challenger.chain import Game, GameStatus, RollupConstants
+from challenger.chain import Action, Game, GameStatus, Outcomes, RollupConstants, TrackedGame
 from challenger.solver import ClaimTimeout, GameState, PostRoots, Stuck, Wait, asserter_move
 from node.l1 import L1Client, L1Error, RetryPolicy, bindings, error_code, is_transient
 from proofs.game import split_points
@@ -47,7 +47,7 @@ from state.transition import apply_step
 from state.view import StateView
 
 __all__ = [
-    "BatchClaim", "BatchRoots", "Defender", "DefenderAction", "DefenderChain", "RootSource",
+    "BatchClaim", "BatchRoots", "Defender", "DefenderChain", "RootSource",
     "StoreRoots", "UnknownBatch", "Web3DefenderChain", "replay_roots", "replay_slices", "run_slices",
 ]
 
@@ -293,32 +293,6 @@ class BatchRoots:
 # ---------------------------------------------------------------- the defender
 
 
-@dataclass
-class DefenderAction:
-    """What a tick did in one game."""
-
-    game: int
-    batch: int
-    move: str
-    detail: str = ""
-
-
-@dataclass
-class _Tracked:
-    game: Game
-    last_move: str = ""
-    note: str = ""
-
-
-@dataclass
-class DefenderOutcomes:
-    """Finished games against our batches, by result."""
-
-    won: list[int] = field(default_factory=list)
-    lost: list[int] = field(default_factory=list)
-    cancelled: list[int] = field(default_factory=list)
-
-
 class Defender:
     """Answers every game against the proposer's batches with the honest asserter's moves."""
 
@@ -332,8 +306,8 @@ class Defender:
         self._sleep = sleep
         self.me = chain.address.lower()
         self.constants: RollupConstants | None = None
-        self.games: dict[int, _Tracked] = {}
-        self.outcomes = DefenderOutcomes()
+        self.games: dict[int, TrackedGame] = {}
+        self.outcomes = Outcomes()
         self._scanned = 0
         """Games below this id have been read (ours tracked or counted, others skipped)."""
         self._traces: dict[int, BatchRoots] = {}
@@ -341,12 +315,12 @@ class Defender:
 
     # -------------------------------------------------------- the loop
 
-    def tick(self) -> list[DefenderAction]:
+    def tick(self) -> list[Action]:
         """Scan new games, then move in every active game of ours."""
         if self.constants is None:
             self.constants = self._call(self.chain.constants)
         self.scan()
-        actions: list[DefenderAction] = []
+        actions: list[Action] = []
         for gid in sorted(self.games):
             try:
                 action = self.play(gid)
@@ -375,13 +349,13 @@ class Defender:
             g = self._call(partial(self.chain.game, gid))
             if g.asserter.lower() == self.me:
                 if g.status == GameStatus.ACTIVE:
-                    self.games[gid] = _Tracked(g)
+                    self.games[gid] = TrackedGame(g)
                     log.info("game %d against our batch %d: tracking", gid, g.batch)
                 else:
                     self._record(g)
             self._scanned += 1
 
-    def play(self, gid: int) -> DefenderAction | None:
+    def play(self, gid: int) -> Action | None:
         """Read game ``gid`` and make the asserter's move (None when there is nothing to do)."""
         assert self.constants is not None  # noqa: S101 - set by tick()
         g = self._call(lambda: self.chain.game(gid))
@@ -389,7 +363,7 @@ class Defender:
         tracked.game = g
         if g.status != GameStatus.ACTIVE:
             self._record(g)
-            return DefenderAction(gid, g.batch, "finished", g.status.name)
+            return Action(gid, g.batch, "finished", g.status.name)
         trace = self._trace(g.batch)
         state = GameState(g.lo, g.hi, g.lo_root, g.hi_root, g.turn, self.constants.k, None,
                           g.expiry(), self._call(self.chain.now))
@@ -410,12 +384,12 @@ class Defender:
             self._call(lambda: self.chain.post_roots(gid, roots))
             tracked.last_move, tracked.note = f"postRoots [{g.lo}, {g.hi}]", ""
             log.info("game %d: posted %d roots on [%d, %d]", gid, len(roots), g.lo, g.hi)
-            return DefenderAction(gid, g.batch, "postRoots", f"[{g.lo}, {g.hi}]")
+            return Action(gid, g.batch, "postRoots", f"[{g.lo}, {g.hi}]")
         if isinstance(move, ClaimTimeout):
             self._call(lambda: self.chain.timeout(gid))
             tracked.last_move, tracked.note = "timeout", ""
             log.info("game %d: the challenger's clock is spent; timeout claimed", gid)
-            return DefenderAction(gid, g.batch, "timeout")
+            return Action(gid, g.batch, "timeout")
         return None
 
     def _trace(self, batch: int) -> BatchRoots:
