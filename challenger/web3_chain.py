@@ -26,25 +26,19 @@ GAME_CREATED_TOPIC = keccak256(
 ROOTS_POSTED_TOPIC = keccak256(b"RootsPosted(uint256,uint256,uint256,uint256,bytes32[])")
 
 
-class Web3DisputeChain:
-    """The challenger's L1 over web3 (``account`` is an eth-account ``LocalAccount``)."""
+class Web3RollupAccount:
+    """One account's view of the rollup's games over web3: what a challenger and a defender share
+    (``account`` is an eth-account ``LocalAccount``)."""
 
-    def __init__(self, l1: L1Client, rollup: str, prover: str, account: Any, *, start_block: int = 0) -> None:
+    def __init__(self, l1: L1Client, rollup: str, account: Any) -> None:
         self.l1 = l1
         self.tx = bindings.Transactor(l1.w3, account)
         self.rollup: Any = bindings.RollupClient(l1.w3, rollup, self.tx)
-        self.prover: Any = bindings.ProverClient(l1.w3, prover, self.tx)
-        self.start_block = start_block
         self._constants: RollupConstants | None = None
-        self._context: tuple[Any, ...] | None = None
-        self._games: dict[int, int] = {}
-        """Game id -> the block that created it."""
-        self._scanned = start_block - 1
-        self._roots: dict[tuple[int, int], tuple[bytes, ...]] = {}
 
     @property
     def address(self) -> str:
-        """The challenger's account."""
+        """The account's address."""
         return str(self.tx.address)
 
     def constants(self) -> RollupConstants:
@@ -57,6 +51,28 @@ class Web3DisputeChain:
     def now(self) -> int:
         """The latest block's time."""
         return int(self.l1.block("latest")["timestamp"])
+
+    def game(self, gid: int) -> Game:
+        """Game ``gid``."""
+        return Game.of(self.rollup.game(gid))
+
+    def timeout(self, gid: int) -> None:
+        """``timeout``: end a game whose running clock is spent."""
+        self.rollup.timeout(gid)
+
+
+class Web3DisputeChain(Web3RollupAccount):
+    """The challenger's L1 over web3 (``account`` is an eth-account ``LocalAccount``)."""
+
+    def __init__(self, l1: L1Client, rollup: str, prover: str, account: Any, *, start_block: int = 0) -> None:
+        super().__init__(l1, rollup, account)
+        self.prover: Any = bindings.ProverClient(l1.w3, prover, self.tx)
+        self.start_block = start_block
+        self._context: tuple[Any, ...] | None = None
+        self._games: dict[int, int] = {}
+        """Game id -> the block that created it."""
+        self._scanned = start_block - 1
+        self._roots: dict[tuple[int, int], tuple[bytes, ...]] = {}
 
     def free_bond(self) -> int:
         """The challenger's free bond."""
@@ -78,10 +94,6 @@ class Web3DisputeChain:
                 self._games.setdefault(int.from_bytes(bytes(log["topics"][1]), "big"), int(log["blockNumber"]))
             self._scanned = head
         return sorted(self._games)
-
-    def game(self, gid: int) -> Game:
-        """Game ``gid``."""
-        return Game.of(self.rollup.game(gid))
 
     def round_roots(self, gid: int, round_: int) -> tuple[bytes, ...] | None:
         """The asserter's roots of one round (``RootsPosted``)."""
@@ -140,10 +152,6 @@ class Web3DisputeChain:
     def prove_step(self, gid: int) -> None:
         """``proveStep``."""
         self.rollup.prove_step(gid)
-
-    def timeout(self, gid: int) -> None:
-        """``timeout``."""
-        self.rollup.timeout(gid)
 
     def cancel_game(self, gid: int) -> None:
         """``cancelGame``."""

@@ -37,7 +37,8 @@ from typing import Any, Protocol, TypeVar
 
 from challenger.chain import Action, Game, GameStatus, Outcomes, RollupConstants, TrackedGame
 from challenger.solver import ClaimTimeout, GameState, PostRoots, Stuck, Wait, asserter_move
-from node.l1 import L1Client, L1Error, RetryPolicy, bindings, error_code, is_transient
+from challenger.web3_chain import Web3RollupAccount
+from node.l1 import L1Error, RetryPolicy, error_code, is_transient
 from proofs.game import split_points
 from sequencer.open_batch import ClosedBatch
 from state.batch import Batch
@@ -107,38 +108,12 @@ class DefenderChain(Protocol):
         ...
 
 
-class Web3DefenderChain:
+class Web3DefenderChain(Web3RollupAccount):
     """:class:`DefenderChain` over web3 and the contract bindings (``account``: an eth-account ``LocalAccount``)."""
-
-    def __init__(self, l1: L1Client, rollup: str, account: Any) -> None:
-        self.l1 = l1
-        self.tx = bindings.Transactor(l1.w3, account)
-        self.rollup: Any = bindings.RollupClient(l1.w3, rollup, self.tx)
-        self._constants: RollupConstants | None = None
-
-    @property
-    def address(self) -> str:
-        """The proposer's account."""
-        return str(self.tx.address)
-
-    def constants(self) -> RollupConstants:
-        """k, the challenger bond and the clock (read once)."""
-        if self._constants is None:
-            r = self.rollup
-            self._constants = RollupConstants(r.constant("K"), r.constant("CHALLENGER_BOND"), r.constant("CLOCK"))
-        return self._constants
-
-    def now(self) -> int:
-        """The latest block's time."""
-        return int(self.l1.block("latest")["timestamp"])
 
     def game_count(self) -> int:
         """``gameCount``."""
         return int(self.rollup.game_count())
-
-    def game(self, gid: int) -> Game:
-        """``game(gid)``."""
-        return Game.of(self.rollup.game(gid))
 
     def batch_claim(self, index: int) -> BatchClaim:
         """``batch(index)``: its pre-root (the parent's root), post-root and step count."""
@@ -148,10 +123,6 @@ class Web3DefenderChain:
     def post_roots(self, gid: int, roots: Sequence[bytes]) -> None:
         """``postRoots``."""
         self.rollup.post_roots(gid, list(roots))
-
-    def timeout(self, gid: int) -> None:
-        """``timeout``."""
-        self.rollup.timeout(gid)
 
 
 # ---------------------------------------------------------------- roots
