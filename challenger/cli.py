@@ -24,6 +24,7 @@ from typing import Any
 
 from eth_account import Account
 
+from challenger.metrics import MetricsEndpoint
 from challenger.player import Player
 from challenger.web3_chain import Web3DisputeChain
 from node.deployment import DeploymentFileError, DeploymentInfo, load_genesis
@@ -53,6 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between ticks once caught up")
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this long (0: run until SIGTERM)")
     p.add_argument("--status-file", default=None, help="write the status as JSON here after every tick")
+    p.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics and /health on this port (0: any free port; default: off)")
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address the metrics endpoint binds")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
 
@@ -147,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     constants = chain.constants()
     budget = args.budget if args.budget is not None else 4 * constants.challenger_bond
     player = Player(chain, derivation, budget=budget)
+    endpoint = None if args.metrics_port is None else MetricsEndpoint(args.metrics_host, args.metrics_port)
+    if endpoint is not None:
+        log.info("challenger metrics on http://%s:%d/metrics", args.metrics_host, endpoint.port)
     stopping = False
 
     def stop(*_: object) -> None:
@@ -171,13 +178,18 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(delay)
                 continue
             delays = FOREVER.delays()
-            text = json.dumps(status(follower, player), indent=1)
+            doc = status(follower, player)
+            if endpoint is not None:
+                endpoint.publish(doc)
+            text = json.dumps(doc, indent=1)
             write_atomic(Path(args.data_dir) / STATUS_NAME, text)
             if args.status_file:
                 write_atomic(Path(args.status_file), text)
             if report.idle:
                 time.sleep(args.interval)
     finally:
+        if endpoint is not None:
+            endpoint.close()
         derivation.close()
     return 0
 

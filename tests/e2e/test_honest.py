@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from l1_contracts.bindings import L1Error
+from node.anvil import free_port
 from tests.e2e.devnet import E2E_CONFIG, USDC, Devnet, Proc, anvil_available, wait_for
 
 pytestmark = pytest.mark.skipif(not anvil_available(), reason="anvil not installed: `npm install`")
@@ -61,7 +62,8 @@ def test_honest_run(tmp_path: Path) -> None:
     with Devnet(tmp_path) as net:
         seq = net.start_sequencer()
         node = net.start_node()
-        chal = net.start_challenger()
+        chal_metrics_port = free_port()
+        chal = net.start_challenger(extra=["--metrics-port", str(chal_metrics_port)])
         alice, bob = net.trader("alice"), net.trader("bob")
         for t in (alice, bob):
             net.deposit(t, DEPOSIT)
@@ -143,6 +145,11 @@ def test_honest_run(tmp_path: Path) -> None:
             metrics = resp.read().decode()
         derived = re.search(r"^hfx_node_head_batch (\S+)$", metrics, re.M)
         assert derived is not None and float(derived.group(1)) >= w_batch
+        with urllib.request.urlopen(f"http://127.0.0.1:{chal_metrics_port}/metrics", timeout=10) as resp:
+            chal_metrics = resp.read().decode()
+        assert re.search(r"^hfx_challenger_active_games 0$", chal_metrics, re.M), chal_metrics
+        assert re.search(r'^hfx_challenger_games_total\{result="won"\} 0$', chal_metrics, re.M), chal_metrics
+        assert re.search(r"^hfx_challenger_budget_wei [1-9]", chal_metrics, re.M), chal_metrics
 
         for proc in (node, chal, seq):
             assert proc.stop() == 0, proc.log()
