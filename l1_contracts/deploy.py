@@ -16,7 +16,11 @@ the rollup's constructor checks that ``bridge.ROLLUP() == self``.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cache
@@ -91,18 +95,185 @@ class Deployment:
         return Deployment(**raw)
 
 
-@cache
-def compile_contract(name: str) -> Compiled:
-    """Compile ``contracts/<name>.vy`` (``name`` may be ``test/TestReplayProver``)."""
-    from vyper.compiler import compile_from_file_input
-    from vyper.compiler.input_bundle import FilesystemInputBundle
+# ---------------------------------------------------------------- compilation (cached on disk)
 
-    path = CONTRACTS_DIR / f"{name}.vy"
-    bundle = FilesystemInputBundle([CONTRACTS_DIR])
+CACHE_FORMAT = 1
+"""Version of the cache entries' layout: entries of another format are compiled again."""
+
+
+def _recording_bundle(search_path: Path) -> Any:
+    """A vyper ``FilesystemInputBundle`` over ``search_path`` that records, in its ``read`` dict,
+    the sha256 of the exact bytes of every file the compiler loads."""
+    from vyper.compiler.input_bundle import FileInput, FilesystemInputBundle, _NotFound
+
+    class Recording(FilesystemInputBundle):  # type: ignore[misc]
+        def __init__(self, paths: list[Path]) -> None:
+            super().__init__(paths)
+            self.read: dict[Path, str] = {}
+
+        def _load_from_path(self, resolved_path: Path, original_path: Path) -> Any:
+            try:
+                data = Path(resolved_path).read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                raise _NotFound(resolved_path) from None
+            self.read[Path(resolved_path)] = hashlib.sha256(data).hexdigest()
+            source_id = self._generate_source_id(resolved_path)
+            return FileInput(source_id, original_path, resolved_path, data.decode())
+
+    return Recording([search_path])
+
+
+def cache_dir() -> Path:
+    """Where compiled contracts are kept: ``$HFX_CACHE_DIR``, default ``~/.cache/hfx``."""
+    override = os.environ.get("HFX_CACHE_DIR")
+    return Path(override) if override else Path.home() / ".cache" / "hfx"
+
+
+@cache
+def compiler_version() -> str:
+    """The version of the installed ``vyper`` package that compiles the contracts (read from its
+    metadata: a cache hit need not import the compiler)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vyper")
+    except PackageNotFoundError:
+        import vyper
+
+        return str(vyper.__version__)
+
+
+def _sha256_file(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _source_key(path: Path, contracts: Path) -> str:
+    """How a source is named in an entry: relative to the contracts directory when inside it."""
+    try:
+        return path.resolve().relative_to(contracts.resolve()).as_posix()
+    except ValueError:
+        return str(path.resolve())
+
+
+def _source_path(key: str, contracts: Path) -> Path:
+    path = Path(key)
+    return path if path.is_absolute() else contracts / path
+
+
+def compile_source(name: str, contracts: Path = CONTRACTS_DIR) -> tuple[Compiled, dict[str, str]]:
+    """Compile ``<contracts>/<name>.vy`` with no cache; returns it and the sha256 of every file
+    the compiler read (the contract and each module it imports, directly or not)."""
+    from vyper.compiler import compile_from_file_input
+
+    path = contracts / f"{name}.vy"
+    if not path.is_file():
+        raise FileNotFoundError(f"no contract {path}")
+    bundle = _recording_bundle(contracts)
     out = compile_from_file_input(
         bundle.load_file(path), input_bundle=bundle, output_formats=["abi", "bytecode"]
     )
-    return Compiled(name, out["abi"], bytes.fromhex(out["bytecode"].removeprefix("0x")))
+    compiled = Compiled(name, out["abi"], bytes.fromhex(out["bytecode"].removeprefix("0x")))
+    sources = {_source_key(p, contracts): digest for p, digest in bundle.read.items()}
+    return compiled, sources
+
+
+def _entry_path(name: str, contracts: Path, cache: Path) -> Path | None:
+    """The entry of ``name`` for the current bytes of its own source and this compiler (None: no source)."""
+    main = _sha256_file(contracts / f"{name}.vy")
+    if main is None:
+        return None
+    key = hashlib.sha256(
+        json.dumps([CACHE_FORMAT, compiler_version(), name, main]).encode()
+    ).hexdigest()[:32]
+    return cache / "compiled" / f"{name.replace('/', '__')}-{key}.json"
+
+
+def _entry_digest(body: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _load_entry(path: Path, name: str, contracts: Path) -> Compiled | None:
+    """The entry at ``path`` when it is intact and every source it was compiled from is unchanged."""
+    try:
+        raw = json.loads(path.read_text())
+        body, digest = raw["body"], raw["digest"]
+        if not isinstance(body, dict) or digest != _entry_digest(body):
+            return None
+        if body["format"] != CACHE_FORMAT or body["compiler"] != compiler_version() or body["name"] != name:
+            return None
+        sources = body["sources"]
+        if not isinstance(sources, dict) or not sources:
+            return None
+        for key, sha in sources.items():
+            if _sha256_file(_source_path(key, contracts)) != sha:
+                return None
+        abi = body["abi"]
+        if not isinstance(abi, list):
+            return None
+        return Compiled(name, abi, bytes.fromhex(body["bytecode"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_entry(path: Path, compiled: Compiled, sources: dict[str, str]) -> None:
+    """Write an entry atomically (a temporary file renamed over it); keep 8 entries per contract."""
+    body = {
+        "format": CACHE_FORMAT, "compiler": compiler_version(), "name": compiled.name,
+        "sources": sources, "abi": compiled.abi, "bytecode": compiled.bytecode.hex(),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"body": body, "digest": _entry_digest(body)}, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    prefix = path.name.rsplit("-", 1)[0] + "-"
+    siblings = sorted(
+        (p for p in path.parent.glob(prefix + "*.json") if p.name.rsplit("-", 1)[0] + "-" == prefix),
+        key=lambda p: p.stat().st_mtime, reverse=True,
+    )
+    for old in siblings[8:]:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
+def compile_cached(
+    name: str, *, contracts: Path = CONTRACTS_DIR, cache: Path | None = None
+) -> tuple[Compiled, bool]:
+    """``<contracts>/<name>.vy`` compiled, through the disk cache under ``cache`` (default
+    :func:`cache_dir`); returns it and whether the cache served it.
+
+    An entry is used only when its own checksum holds and the contract and every module
+    the compiler read for it have the same bytes, under the same compiler version; any
+    other entry (stale, truncated, damaged) is compiled again and replaced. Writes are
+    atomic, so processes compiling at once never see half an entry. An unwritable cache
+    directory only costs the compilation."""
+    root = cache_dir() if cache is None else cache
+    path = _entry_path(name, contracts, root)
+    if path is not None and path.exists():
+        hit = _load_entry(path, name, contracts)
+        if hit is not None:
+            return hit, True
+    compiled, sources = compile_source(name, contracts)
+    path = _entry_path(name, contracts, root)  # the source may have changed while compiling
+    if path is not None:
+        with contextlib.suppress(OSError):
+            _write_entry(path, compiled, sources)
+    return compiled, False
+
+
+@cache
+def compile_contract(name: str) -> Compiled:
+    """``contracts/<name>.vy`` (``name`` may be ``test/TestReplayProver``) compiled, once per
+    process, through the disk cache (:func:`compile_cached`)."""
+    return compile_cached(name)[0]
 
 
 def create_address(sender: str, nonce: int) -> str:

@@ -25,20 +25,17 @@ The genesis parameters default to :func:`devnet_genesis_params` (ETH and BTC
 perpetuals, an ETH call and put expiring a week after genesis); ``--params
 FILE`` takes ``{"config": {...}, "markets": [...]}`` in the same shape as the
 genesis file writes them. Compiled contracts are cached on disk (``HFX_CACHE_DIR``,
-default ``~/.cache/hfx``), keyed by the hash of every contract source and the
-compiler version, so only the first deployment pays the 25–40 s compilation of
-the prover.
+default ``~/.cache/hfx``; :func:`l1_contracts.deploy.compile_cached`), keyed by the
+bytes of each contract and of every module it imports and the compiler version, so
+only the first deployment pays the 25–40 s compilation of the prover.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -174,52 +171,10 @@ def params_from_json(raw: dict[str, Any], time: int, oracle_keys: Sequence[str],
 # ---------------------------------------------------------------- compilation cache
 
 
-def cache_dir() -> Path:
-    """Where compiled contracts are kept (``HFX_CACHE_DIR`` or ``~/.cache/hfx``)."""
-    override = os.environ.get("HFX_CACHE_DIR")
-    return Path(override) if override else Path.home() / ".cache" / "hfx"
-
-
-def sources_digest() -> str:
-    """sha256 of the compiler version and every contract source (path and bytes)."""
-    import vyper
-
-    h = hashlib.sha256(str(vyper.__version__).encode())
-    for path in sorted(deploy.CONTRACTS_DIR.rglob("*.vy*")):
-        h.update(str(path.relative_to(deploy.CONTRACTS_DIR)).encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:24]
-
-
 def cached_compile(name: str, directory: Path | None = None) -> deploy.Compiled:
-    """``deploy.compile_contract(name)``, through a disk cache keyed by :func:`sources_digest`."""
-    root = (directory or cache_dir()) / "contracts" / sources_digest()
-    path = root / (name.replace("/", "__") + ".json")
-    if path.exists():
-        try:
-            raw = json.loads(path.read_text())
-            return deploy.Compiled(name, raw["abi"], bytes.fromhex(raw["bytecode"]))
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged entry is compiled again
-    compiled = deploy.compile_contract(name)
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump({"abi": compiled.abi, "bytecode": compiled.bytecode.hex()}, handle)
-        os.replace(tmp, path)
-        _prune(root.parent, keep=8)
-    except OSError:
-        pass  # a read-only home still deploys, only slower next time
-    return compiled
-
-
-def _prune(directory: Path, keep: int) -> None:
-    """Keep the ``keep`` most recently written source versions of the cache."""
-    versions = sorted((p for p in directory.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime,
-                      reverse=True)
-    for old in versions[keep:]:
-        shutil.rmtree(old, ignore_errors=True)
+    """``contracts/<name>.vy`` compiled through the disk cache of :func:`l1_contracts.deploy.compile_cached`
+    (under ``directory``, default ``$HFX_CACHE_DIR`` or ``~/.cache/hfx``)."""
+    return deploy.compile_cached(name, cache=directory)[0]
 
 
 # ---------------------------------------------------------------- deployment

@@ -6,7 +6,9 @@ each derived batch consumed, so a batch's context is rebuilt without L1),
 ``checkpoints`` (the hash of recent L1 blocks the follower reached, to find
 where a deep reorganisation forked) and ``meta`` (progress). Every method
 that writes runs in one transaction; :meth:`RecordStore.transaction` groups
-several. Commits are durable (``synchronous=FULL``).
+several (nested ones are savepoints), and :meth:`RecordStore.begin` /
+:meth:`RecordStore.commit_outer` keep one open across many (the derivation's
+grouped commits). Commits are durable (``synchronous=FULL``).
 """
 
 from __future__ import annotations
@@ -89,20 +91,64 @@ class RecordStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """Group the writes inside into one atomic transaction (nests)."""
-        if self._depth == 0:
-            self._db.execute("BEGIN IMMEDIATE")
-        self._depth += 1
+        """Group the writes inside into one atomic transaction.
+
+        Nests: an inner transaction is a savepoint, so an inner failure undoes
+        only its own writes and the outer transaction goes on."""
+        self.begin()
         try:
             yield
         except BaseException:
-            self._depth -= 1
-            if self._depth == 0:
+            self.rollback()
+            raise
+        self.commit()
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open."""
+        return self._depth > 0
+
+    def begin(self) -> None:
+        """Open a transaction (a savepoint inside an open one); end it with :meth:`commit` or :meth:`rollback`."""
+        if self._depth == 0:
+            self._db.execute("BEGIN IMMEDIATE")
+        else:
+            self._db.execute(f"SAVEPOINT s{self._depth}")
+        self._depth += 1
+
+    def commit(self) -> None:
+        """End the innermost transaction, keeping its writes (durable once the outermost ends)."""
+        if self._depth == 0:
+            raise RuntimeError("no transaction to commit")
+        self._depth -= 1
+        if self._depth > 0:
+            self._db.execute(f"RELEASE s{self._depth}")
+            return
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise
+
+    def rollback(self) -> None:
+        """End the innermost transaction, undoing its writes."""
+        if self._depth == 0:
+            raise RuntimeError("no transaction to roll back")
         self._depth -= 1
         if self._depth == 0:
-            self._db.execute("COMMIT")
+            self._db.execute("ROLLBACK")
+        else:
+            self._db.execute(f"ROLLBACK TO s{self._depth}")
+            self._db.execute(f"RELEASE s{self._depth}")
+
+    def commit_outer(self) -> None:
+        """Make the writes of the open outermost transaction durable and open a new one
+        (only between inner transactions)."""
+        if self._depth != 1:
+            raise RuntimeError("commit_outer needs exactly the outermost transaction open")
+        self._db.execute("COMMIT")
+        self._db.execute("BEGIN IMMEDIATE")
 
     def close(self) -> None:
         """Close the file."""

@@ -10,10 +10,13 @@ devnet constants (a 30-second challenge window), then runs, each as its own
 4. ``hfx oracle-feeder`` (a random walk signed with the devnet oracle keys);
    when it is not available, the sequencer's built-in constant-price devnet
    oracle (``[dev_oracle]``) is configured instead;
-5. ``hfx demo-traders`` (funded and deposited on L1 first).
+5. ``hfx demo-traders`` (funded and deposited on L1 first);
+6. ``hfx liquidator`` with its own account (anvil account 3, its collateral
+   minted and deposited on the bridge right after the deployment), so that an
+   account that falls below its maintenance margin is liquidated.
 
 Then it prints a summary every few seconds (L1 block, batches closed, posted
-and final, trades, open dispute games, URLs) until SIGINT or SIGTERM, and
+and final, trades, liquidations, open dispute games, URLs) until SIGINT or SIGTERM, and
 stops every process it started — children first, in reverse order, each
 with SIGINT to its process group, then SIGTERM, then SIGKILL — and anvil
 last. Children also get SIGTERM if this process dies (Linux
@@ -33,6 +36,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +55,11 @@ DEPLOYER_KEY = DEV_KEYS[0]
 OPERATOR_KEY = DEV_KEYS[1]
 """The sequencer's publisher (posts batches, holds the proposer bond)."""
 CHALLENGER_KEY = DEV_KEYS[2]
+LIQUIDATOR_KEY = DEV_KEYS[3]
+"""``hfx liquidator``'s key: its collateral is minted by the deployer and deposited after the deployment."""
+LIQUIDATOR_DEPOSIT = 1_000_000 * 10**6
+"""Collateral units the liquidator deposits (it takes liquidated positions over at the mark)."""
+LIQUIDATIONS_METRIC = "hfx_sequencer_liquidations_total"
 ORACLE_KEYS = 3
 SPOTS = {0: 3_000_000, 1: 60_000_000}
 """Starting index prices of the devnet's two underlyings (ETH, BTC), 6 decimals."""
@@ -198,9 +207,30 @@ def _status_head(path: Path | None) -> int | None:
     return None if head is None else int(head)
 
 
+def metric_value(url: str, name: str, timeout: float = 2.0) -> int | None:
+    """The value of an unlabelled counter in the Prometheus text at ``url``: 0 when it is declared
+    without a sample yet (never incremented), None when the page is unreadable or does not declare it."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - our own loopback URL
+            text = resp.read().decode()
+    except (OSError, ValueError):
+        return None
+    declared = False
+    for line in text.splitlines():
+        parts = line.split()
+        if parts[:3] == ["#", "TYPE", name]:
+            declared = True
+        elif len(parts) == 2 and parts[0] == name:
+            try:
+                return int(float(parts[1]))
+            except ValueError:
+                return None
+    return 0 if declared else None
+
+
 def summarize(rpc: SyncRpcClient, challenger_status: Path | None,
-              node_status: Path | None = None) -> dict[str, Any]:
-    """Counters for the summary line, from the sequencer's JSON-RPC and the status files."""
+              node_status: Path | None = None, metrics_url: str | None = None) -> dict[str, Any]:
+    """Counters for the summary line, from the sequencer's JSON-RPC and ``/metrics`` and the status files."""
     out: dict[str, Any] = {}
     status = rpc.call("hfx_syncStatus")
     pub = status.get("publisher") or {}
@@ -215,6 +245,7 @@ def summarize(rpc: SyncRpcClient, challenger_status: Path | None,
     out["halted"] = pub.get("halted")
     fills = rpc.call("hfx_getFills", {"limit": 1})["fills"]
     out["trades"] = int(fills[0]["id"]) + 1 if fills else 0
+    out["liquidations"] = None if metrics_url is None else metric_value(metrics_url, LIQUIDATIONS_METRIC)
     out["open_games"] = None
     if challenger_status is not None and challenger_status.exists():
         try:
@@ -228,10 +259,13 @@ def summarize(rpc: SyncRpcClient, challenger_status: Path | None,
 
 
 def format_summary(elapsed: float, s: dict[str, Any]) -> str:
-    """One line: ``[devnet +42s] L1 block … | batches: c closed, p posted, f final | trades: t | …``."""
+    """One line: ``[devnet +42s] L1 block … | batches: c closed, p posted, f final | trades: t |
+    liquidations: l | …``."""
     games = "?" if s.get("open_games") is None else str(s["open_games"])
+    liquidations = "?" if s.get("liquidations") is None else str(s["liquidations"])
     line = (f"[devnet +{elapsed:.0f}s] L1 block {s.get('l1_head')} | batches: {s['closed']} closed, "
-            f"{s['posted']} posted, {s['final']} final | trades: {s['trades']} | open games: {games}")
+            f"{s['posted']} posted, {s['final']} final | trades: {s['trades']} | "
+            f"liquidations: {liquidations} | open games: {games}")
     if s.get("challenger_head") is not None:
         line += f" | challenger at batch {s['challenger_head']}"
     if s.get("node_head") is not None:
@@ -356,10 +390,31 @@ class Devnet:
         (self.dir / "genesis.json").write_text(doc)
         self.say(f"deployed in {time.monotonic() - t:.0f} s: rollup {d.rollup}, bridge {d.bridge}, "
                  f"token {d.token}; challenge window {d.config.challenge_window} s")
+        self.fund_liquidator(d.token, d.bridge)
         if self.anvil is not None:
             self.anvil.set_interval_mining(1)  # from now on a block a second, like a real chain
         parsed: dict[str, Any] = json.loads(doc)
         return parsed
+
+    def fund_liquidator(self, token: str, bridge: str) -> None:
+        """Mint the liquidator's collateral (the deployer is the token's minter) and deposit it on the
+        bridge from the liquidator's account; the sequencer credits it like any deposit."""
+        from eth_account import Account
+        from web3 import Web3
+        from web3.exceptions import Web3Exception
+
+        from l1_contracts.bindings import BridgeClient, L1Error, TokenClient, Transactor
+
+        w3 = Web3(Web3.HTTPProvider(self.l1_url, request_kwargs={"timeout": 30}))
+        try:
+            minter = Transactor(w3, Account.from_key(DEPLOYER_KEY), timeout=60)
+            own = Transactor(w3, Account.from_key(LIQUIDATOR_KEY), timeout=60)
+            TokenClient(w3, token, minter).mint(own.address, LIQUIDATOR_DEPOSIT)
+            TokenClient(w3, token, own).approve(bridge, LIQUIDATOR_DEPOSIT)
+            BridgeClient(w3, bridge, own).deposit(LIQUIDATOR_DEPOSIT)
+        except (L1Error, Web3Exception, OSError, ValueError) as exc:
+            raise DevnetError(f"funding the liquidator's account: {exc}") from None
+        self.say(f"liquidator {own.address}: {LIQUIDATOR_DEPOSIT / 10**6:,.0f} collateral deposited")
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         """Start a child and remember it for the shutdown."""
@@ -446,6 +501,11 @@ class Devnet:
             "--makers", str(self.opts.makers), "--takers", str(self.opts.takers),
         ), {"HFX_FUNDER_KEY": DEPLOYER_KEY})
 
+    def start_liquidator(self) -> Child:
+        """``hfx liquidator`` with the account funded at deployment (it waits until the deposit is credited)."""
+        return self.spawn("liquidator", hfx("liquidator", "--rpc", self.seq_url, "--interval", "1"),
+                          {"HFX_LIQUIDATOR_KEY": LIQUIDATOR_KEY})
+
     def start(self) -> None:
         """Everything, in order."""
         self.prepare_dir()
@@ -467,6 +527,7 @@ class Devnet:
                 self.start_sequencer(genesis, own_oracle=True)
                 self.wait_prices(None)
         self.start_traders()
+        self.start_liquidator()
         self.say("devnet up: " + self.urls())
 
     def urls(self) -> str:
@@ -493,7 +554,7 @@ class Devnet:
                             raise DevnetError("the sequencer stopped")
                 try:
                     s = summarize(rpc, self.dir / "challenger" / "status.json",
-                                  self.dir / "node" / "status.json")
+                                  self.dir / "node" / "status.json", self.seq_url + "metrics")
                     self.say(format_summary(time.monotonic() - self.started, s))
                 except (RpcError, RpcTransportError, KeyError, TypeError, ValueError) as exc:
                     self.say(f"[devnet] sequencer not answering: {exc}")

@@ -7,7 +7,10 @@ blocks at a time, in (block, log index) order. For a posted batch it reads the
 bytes from its transaction's calldata and the bridge items of its ranges (one
 JSON-RPC batch per range, through a :class:`~node.queues.CachedQueues`), then
 hands everything to :class:`~node.derive.Derivation`; after the last event of
-the range it records the range's last block and hash as the progress.
+the range it records the range's last block and hash as the progress. A poll's
+work is made durable in grouped commits (:meth:`~node.derive.Derivation.grouped`):
+a node catching up commits every ``group_batches`` batches or ``group_seconds``
+seconds and at the end of the poll, not once per batch.
 
 Guarantees (docs/node.md §4):
 
@@ -21,9 +24,11 @@ Guarantees (docs/node.md §4):
   later removals and finalisations undone, the state pointer moved back) and
   reads again from there. A reorganisation below every checkpoint raises
   :class:`DeepReorgError`.
-- **Restarts.** Progress is stored with the records; events after it are read
-  again and the derivation ignores the ones it already has (idempotent), so a
-  crash at any point loses nothing and applies nothing twice.
+- **Restarts.** Progress is stored with the records (in the same commit); events
+  after it are read again and the derivation ignores the ones it already has
+  (idempotent), so a crash at any point — also inside a grouped commit, which
+  loses the work since the group's last commit — loses nothing that L1 cannot
+  give again and applies nothing twice.
 - **Transient failures** (connection, timeouts, HTTP 5xx/429) are retried by
   :class:`node.l1.L1Client`'s provider; :meth:`Follower.run` also backs off and
   retries a whole poll on them.
@@ -38,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from node.batches import PostedBatch, Verdict
-from node.derive import Derivation, QueueItemMissing
+from node.derive import GROUP_BATCHES, GROUP_SECONDS, Derivation, QueueItemMissing
 from node.l1 import L1Client, RetryPolicy, is_transient
 from node.queues import BridgeReader, CachedQueues
 from node.rollup_events import (
@@ -126,9 +131,15 @@ class Follower:
         start_block: int,
         depth: int | None = None,
         max_blocks: int = 2_000,
+        group_batches: int = GROUP_BATCHES,
+        group_seconds: float = GROUP_SECONDS,
     ) -> None:
         if max_blocks < 1:
             raise ValueError("max_blocks must be positive")
+        if group_batches < 1 or group_seconds <= 0:
+            raise ValueError("group_batches and group_seconds must be positive")
+        self.group_batches = group_batches
+        self.group_seconds = group_seconds
         self.l1 = l1
         self.rollup = l1.w3.to_checksum_address(rollup)
         self.derivation = derivation
@@ -142,11 +153,13 @@ class Follower:
     @staticmethod
     def over_bridge(
         l1: L1Client, rollup: str, bridge: str, derivation: Derivation, *, start_block: int,
-        depth: int | None = None, max_blocks: int = 2_000,
+        depth: int | None = None, max_blocks: int = 2_000, group_batches: int = GROUP_BATCHES,
+        group_seconds: float = GROUP_SECONDS,
     ) -> Follower:
         """A follower reading queue items from ``bridge`` with raw calls."""
         queues = CachedQueues(BridgeReader(l1, bridge))
-        return Follower(l1, rollup, derivation, queues, start_block=start_block, depth=depth, max_blocks=max_blocks)
+        return Follower(l1, rollup, derivation, queues, start_block=start_block, depth=depth, max_blocks=max_blocks,
+                        group_batches=group_batches, group_seconds=group_seconds)
 
     # -------------------------------------------------------- one poll
 
@@ -171,19 +184,39 @@ class Follower:
             return report
         logs = self.l1.get_logs(self.rollup, [list(BATCH_TOPICS)], start, end)
         logs.sort(key=lambda lg: (int(lg["blockNumber"]), int(lg["logIndex"])))
-        for raw in logs:
-            event = decode_batch_log(raw)
-            if event is None:
-                continue
-            changed = handle_event(self.derivation, self.queues, event, self._batch_bytes)
-            if isinstance(event, BatchPostedLog):
-                report.posted.extend(changed)
-            elif isinstance(event, BatchRemovedLog):
-                report.removed.extend(changed)
-            else:
-                report.finalized.extend(changed)
-        self.derivation.set_progress(end, end_hash)
+        events = [e for e in map(decode_batch_log, logs) if e is not None]
+        fetched: dict[bytes, bytes | None] = {}
+
+        def batch_bytes(tx_hash: bytes) -> bytes | None:
+            return fetched.pop(tx_hash) if tx_hash in fetched else self._batch_bytes(tx_hash)
+
+        with self.derivation.grouped(self.group_batches, self.group_seconds):
+            for k, event in enumerate(events):
+                self._prefetch_next(events, k, fetched)
+                changed = handle_event(self.derivation, self.queues, event, batch_bytes)
+                if isinstance(event, BatchPostedLog):
+                    report.posted.extend(changed)
+                elif isinstance(event, BatchRemovedLog):
+                    report.removed.extend(changed)
+                else:
+                    report.finalized.extend(changed)
+            self.derivation.set_progress(end, end_hash)
         return report
+
+    def _prefetch_next(self, events: list[BatchLog], k: int, fetched: dict[bytes, bytes | None]) -> None:
+        """Before event ``k`` is handled, read the bytes of the next posted batch after it and let the
+        derivation recover its signers meanwhile (:meth:`~node.derive.Derivation.prefetch`)."""
+        for event in events[k + 1 :]:
+            if isinstance(event, BatchPostedLog):
+                break
+        else:
+            return
+        known = self.derivation.record(event.index)
+        if known is not None and known.tx_hash == event.tx_hash:
+            return
+        if event.tx_hash not in fetched:
+            fetched[event.tx_hash] = self._batch_bytes(event.tx_hash)
+        self.derivation.prefetch(event.index, event.tx_hash, fetched[event.tx_hash])
 
     def _batch_bytes(self, tx_hash: bytes) -> bytes | None:
         tx = self.l1.transaction(tx_hash)

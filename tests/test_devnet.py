@@ -2,9 +2,10 @@
 
 Runs the devnet as a subprocess (anvil, the real contracts with a 10-second
 challenge window, sequencer, challenger, node, oracle feeder, one demo maker
-and one taker)
+and one taker, the liquidator with its deposited account)
 for at most 120 s: waits for a summary line showing a trade and a finalized
-batch, sends SIGINT as a terminal's Ctrl-C would, and checks that the devnet
+batch, checks that the liquidator's account was credited and that the summary
+counts liquidations, sends SIGINT as a terminal's Ctrl-C would, and checks that the devnet
 exits cleanly and that every process it reported starting — and its process
 group — is gone.
 """
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SUMMARY = re.compile(r"batches: (\d+) closed, (\d+) posted, (\d+) final \| trades: (\d+)")
+SUMMARY = re.compile(
+    r"batches: (\d+) closed, (\d+) posted, (\d+) final \| trades: (\d+) \| liquidations: (\d+)"
+)
 PID = re.compile(r"\(pid (\d+)\)")
 BUDGET = 120.0
 
@@ -73,9 +76,16 @@ def test_devnet_trades_finalizes_and_stops_cleanly(tmp_path: Path) -> None:
         assert proc.poll() is None, "\n".join(lines[-40:])
         pids = {int(p) for line in lines for p in PID.findall(line)}
         names = " ".join(lines)
-        for name in ("anvil", "sequencer", "challenger", "demo-traders"):
+        for name in ("anvil", "sequencer", "challenger", "demo-traders", "liquidator"):
             assert name in names
-        assert len(pids) >= 4
+        assert len(pids) >= 5
+        assert "collateral deposited" in names
+        # the liquidator found its account (the deposit was credited) and polls the risk state
+        log = tmp_path / "net" / "logs" / "liquidator.log"
+        deadline = time.monotonic() + 15
+        while "liquidator ready" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert "liquidator ready" in log.read_text(), log.read_text()[-2000:]
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=max(5.0, BUDGET - (time.monotonic() - started)))
         reader.join(5)

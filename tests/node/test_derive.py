@@ -403,3 +403,154 @@ def test_a_directory_belongs_to_one_deployment(tmp_path: Path) -> None:
     d = Derivation.open(tmp_path / "b", world.chain, genesis_root)  # reopening needs no leaves
     assert d.head is not None and d.head.computed_root == genesis_root == d.db.root
     d.close()
+
+
+# ---------------------------------------------------------------- grouped commits
+
+_GROUPED_CHILD = """
+import pickle, sys, time
+from node.derive import Derivation
+posted, queues, chain, genesis_root, genesis, setup = pickle.load(open(sys.argv[1], "rb"))
+d = Derivation.open(sys.argv[2], chain, genesis_root, genesis)
+for p in posted[:setup]:
+    d.apply(p, queues)
+    d.set_progress(p.block, p.tx_hash)
+with d.grouped(max_batches=3, max_seconds=1e6):
+    for p in posted[setup:setup + 7]:
+        d.apply(p, queues)
+        d.set_progress(p.block, p.tx_hash)
+    print("applied", d.head.index, flush=True)
+    time.sleep(120)
+"""
+
+
+def test_grouped_commits_survive_sigkill_and_resume(tmp_path: Path) -> None:
+    """A node catching up commits every few batches; SIGKILLed inside a group, it reopens at
+    its last commit (records, progress and the state's root together) and re-derives the rest
+    to the same roots."""
+    import os
+    import pickle
+    import signal
+    import subprocess
+    import sys
+
+    from node.replay_bench import posted_of
+    from sequencer.flow_bench import FlowSpec, oracle_address, run_flow
+
+    chain = ChainConfig(31337, b"\x42" * 20, frozenset({oracle_address()}), 1)
+    run = run_flow(FlowSpec(seconds=20), chain, 1_800_000_000)
+    posted = [posted_of(b, i + 1) for i, b in enumerate(run.batches)]
+    queues = ListQueues(list(run.deposits))
+    setup = run.setup_batches
+    assert len(posted) >= setup + 8
+    inputs = tmp_path / "inputs.pickle"
+    inputs.write_bytes(pickle.dumps((posted, queues, chain, run.genesis_root, run.genesis, setup)))
+    directory = tmp_path / "node"
+    repo = Path(__file__).resolve().parents[2]
+    child = subprocess.Popen(
+        [sys.executable, "-c", _GROUPED_CHILD, str(inputs), str(directory)], cwd=repo,
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.split() == ["applied", str(setup + 7)], line
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(30)
+    d = Derivation.open(directory, chain, run.genesis_root, run.genesis)
+    try:
+        # two commits of three inside the group: the seventh batch is lost with the process
+        head = d.head
+        assert head is not None and head.index == setup + 6
+        assert d.db.root == head.computed_root == posted[setup + 5].post_root
+        # the progress committed with them never runs ahead of the records (here it trails by one)
+        assert d.progress() == (posted[setup + 4].block, posted[setup + 4].tx_hash)
+        assert d.record(setup + 7) is None
+        # the follower re-reads from its progress: known batches are skipped, the rest derived
+        with d.grouped(max_batches=3, max_seconds=1e6):
+            for p in posted[setup + 4:]:
+                rec = d.apply(p, queues)
+                assert rec.verdict == Verdict.MATCH, rec.index
+        assert d.db.root == posted[-1].post_root
+        assert [r.computed_root for r in d.records(1)] == [p.post_root for p in posted]
+    finally:
+        d.close()
+    d = Derivation.open(directory, chain, run.genesis_root, run.genesis)
+    try:
+        assert d.head.index == len(posted) and d.db.root == posted[-1].post_root  # type: ignore[union-attr]
+    finally:
+        d.close()
+
+
+def test_a_failure_inside_a_group_keeps_what_was_applied(tmp_path: Path) -> None:
+    """An error inside a group (a gap in the events) still commits the batches applied before it;
+    the failed input changes nothing."""
+    from node.replay_bench import posted_of
+    from sequencer.flow_bench import FlowSpec, oracle_address, run_flow
+
+    chain = ChainConfig(31337, b"\x42" * 20, frozenset({oracle_address()}), 1)
+    run = run_flow(FlowSpec(seconds=10), chain, 1_800_000_000)
+    posted = [posted_of(b, i + 1) for i, b in enumerate(run.batches)]
+    queues = ListQueues(list(run.deposits))
+    d = Derivation.open(tmp_path / "node", chain, run.genesis_root, run.genesis)
+    with pytest.raises(DerivationError), d.grouped():
+        d.apply(posted[0], queues)
+        d.apply(posted[1], queues)
+        d.apply(posted[3], queues)  # does not follow the head
+    assert not d.store.in_transaction
+    d.close()
+    d = Derivation.open(tmp_path / "node", chain, run.genesis_root, run.genesis)
+    try:
+        assert d.head.index == 2 and d.db.root == posted[1].post_root  # type: ignore[union-attr]
+        with pytest.raises(ValueError):
+            with d.grouped(max_batches=0):
+                pass
+    finally:
+        d.close()
+
+
+def test_signers_recovered_ahead_in_threads_give_the_same_records(tmp_path: Path) -> None:
+    """Recovering the next batch's signers while the current one runs, in two threads, derives the
+    same records as in-line recovery — also when a prefetched batch's accounts were created after
+    the prefetch (their signers are recovered when the batch runs)."""
+    from node.derive import ThreadRecovery
+    from node.replay_bench import posted_of
+    from sequencer.flow_bench import FlowSpec, oracle_address, run_flow
+
+    chain = ChainConfig(31337, b"\x42" * 20, frozenset({oracle_address()}), 1)
+    run = run_flow(FlowSpec(seconds=10), chain, 1_800_000_000)
+    posted = [posted_of(b, i + 1) for i, b in enumerate(run.batches)]
+    queues = ListQueues(list(run.deposits))
+
+    def derive(name: str, recovery: ThreadRecovery, ahead: bool) -> list[Any]:
+        d = Derivation.open(tmp_path / name, chain, run.genesis_root, run.genesis, recovery=recovery)
+        try:
+            for k, p in enumerate(posted):
+                if ahead and k + 1 < len(posted):
+                    nxt = posted[k + 1]
+                    assert d.prefetch(nxt.index, nxt.tx_hash, nxt.raw)
+                    assert not d.prefetch(nxt.index, nxt.tx_hash, nxt.raw)  # already started
+                assert d.apply(p, queues).verdict == Verdict.MATCH
+            assert not d.prefetch(posted[0].index, posted[0].tx_hash, posted[0].raw)  # recorded
+            assert not d.prefetch(len(posted) + 1, b"\x01" * 32, b"\x00garbage")
+            return [(r.computed_root, r.refused_steps) for r in d.records()]
+        finally:
+            d.close()
+
+    pool = ThreadRecovery(2)
+    try:
+        inline = derive("inline", ThreadRecovery(1), ahead=False)
+        assert derive("ahead", pool, ahead=True) == inline
+        # the first flow batch prefetched before the setup batch created its accounts
+        d = Derivation.open(tmp_path / "early", chain, run.genesis_root, run.genesis, recovery=pool)
+        try:
+            assert d.prefetch(posted[1].index, posted[1].tx_hash, posted[1].raw)
+            for p in posted:
+                d.apply(p, queues)
+            assert [(r.computed_root, r.refused_steps) for r in d.records()] == inline
+        finally:
+            d.close()
+    finally:
+        pool.close()
+    assert inline[-1][0] == posted[-1].post_root
