@@ -20,7 +20,9 @@ from __future__ import annotations
 import heapq
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Protocol, cast
 
@@ -31,6 +33,7 @@ from sequencer.intake import (
     IntakeError,
     OrderCommand,
     OrderSubmission,
+    SignerHint,
     WithdrawSubmission,
     cancel_signed,
     resolve_account,
@@ -176,6 +179,30 @@ class _Live:
         """Posted in an earlier batch's table (so a fallback proposer could fill it)."""
 
 
+class _Sealing:
+    """A sealed batch whose root and bytes are being computed (docs/sequencer.md §4)."""
+
+    __slots__ = ("batch", "deposits", "forced", "future", "result")
+
+    def __init__(self, batch: OpenBatch, deposits: tuple[L1Deposit, ...], forced: tuple[L1Forced, ...]) -> None:
+        self.batch = batch
+        self.deposits = deposits
+        self.forced = forced
+        self.future: Future[tuple[bytes, bytes, bytes]] | None = None
+        """Set when the work runs on the sealing thread."""
+        self.result: tuple[bytes, bytes, bytes] | None = None
+        """(pre_root, post_root, encoded) when computed inline."""
+
+
+def _hash_and_encode(db: StateDB, batch: OpenBatch, leaves: dict[bytes, bytes]) -> tuple[bytes, bytes, bytes]:
+    """The closing work of a sealed batch: commit its dirty leaves (hashing every dirty
+    trie node) and encode it; returns (pre_root, post_root, encoded). One at a time, in
+    sealing order: the pre-root is the previous sealed batch's post-root."""
+    pre_root = db.root
+    post_root = db._commit(leaves) if leaves else pre_root
+    return pre_root, post_root, batch.encode()
+
+
 def _reducible(position: int, is_buy: bool, lot: int) -> int:
     cap = -position if is_buy else position
     return cap - cap % lot if cap > 0 else 0
@@ -241,6 +268,12 @@ class Exchange:
         self._since_reset = 0
         self._since_checkpoint = 0
         self._risk_cache: dict[int, tuple[Account, Prices, Risk | None]] = {}
+        self._sealer: Executor | None = None
+        """Where sealed batches are hashed and encoded (:meth:`seal_in_background`); None: inline."""
+        self._hashing: deque[_Sealing] = deque()
+        """Sealed batches whose closing work is not collected yet, oldest first."""
+        self._sealed_here = False
+        """The running command sealed a batch."""
         self._pending_nodes: OverlayStore | None = None
         """Trie nodes committed since the last checkpoint, not yet on disk (:meth:`open`)."""
         self._disk_nodes: NodeStoreLike | None = None
@@ -347,6 +380,10 @@ class Exchange:
 
     def close(self) -> None:
         """Flush and close the WAL and the state DB (an open batch stays in the WAL)."""
+        for job in self._hashing:  # the trie is not closed under a running commit
+            if job.future is not None:
+                job.future.exception()
+        self._hashing.clear()
         if isinstance(self._journal, WriteAheadLog):
             self._journal.close()
         self.db.close()
@@ -355,16 +392,18 @@ class Exchange:
 
     # ================================================================ commands
 
-    def place_order(self, sub: OrderSubmission, now: int) -> PlaceOutcome:
+    def place_order(self, sub: OrderSubmission, now: int, hint: SignerHint | None = None) -> PlaceOutcome:
         """Validate, match and execute an order; every fill is an STF trade step.
 
         Raises :class:`IntakeError` (nothing changed) for a refused request.
         An order the engine refuses (e.g. POST_ONLY_WOULD_CROSS) is an outcome
-        with status REFUSED, not an error.
+        with status REFUSED, not an error. ``hint``: the signer recovered off the
+        core (``sequencer.intake.recover_order_signer``), used only for exactly
+        this order's digest and signature.
         """
         self._begin(now)
         try:
-            outcome, record = self._place(sub)
+            outcome, record = self._place(sub, hint)
         except IntakeError:
             self._abort()
             raise
@@ -509,37 +548,51 @@ class Exchange:
         )
         return outcome
 
-    def close_batch(self, now: int) -> ClosedBatch | None:
+    def close_batch(self, now: int, *, wait: bool = True) -> ClosedBatch | None:
         """Close the open batch (None if nothing is open) and sweep expired orders.
 
         The batch is sealed (one ``StateDB.commit``) and stored once the WAL
         records behind it are durable; every ``checkpoint_every`` batches a
-        checkpoint follows and the WAL is truncated before it.
+        checkpoint follows and the WAL is truncated before it. With a sealing
+        thread (:meth:`seal_in_background`) and ``wait=False`` the closing work
+        runs there and None is returned at once: the batch is stored when
+        :meth:`collect_sealed` (or the next command) finds it done.
         """
         self._begin(now)
+        if wait and self._hashing:  # batches sealed earlier are stored too before this returns
+            self._collect(block=True)
         removed = list(self.engine.expire(self._now))
         removed.extend(self._remove_dead_markets())
         for r in removed:
             self._live.pop(cast(bytes, r.order_id), None)  # expired or untradable: nothing to remember
         if self._open is None and not removed:
+            if self._sealed:
+                self.collect_sealed()
             return None
         self._prune_seen()
-        closed = self._seal() if self._open is not None else None
+        index = self._seal() if self._open is not None else None
+        if index is not None and wait:
+            self._collect(block=True)
+        closed = next((c for c in self._sealed if c.index == index), None)
         self._commit(CloseRecord(self._now))
         return closed
 
-    def should_close(self, now: int) -> bool:
-        """Whether the batcher should close the open batch now (age or size)."""
+    def should_close(self, now: int, max_age: float | None = None) -> bool:
+        """Whether the batcher should close the open batch now (age or size); ``max_age``
+        replaces the config's ``max_batch_age`` (the batching model's interval)."""
         b = self._open
         if b is None:
             return False
         c = self.config
-        return now - b.opened_at >= c.max_batch_age or b.nbytes >= c.max_batch_bytes - c.reserve_bytes
+        age = c.max_batch_age if max_age is None else max_age
+        return now - b.opened_at >= age or b.nbytes >= c.max_batch_bytes - c.reserve_bytes
 
     # ================================================================ publisher side
 
     def pending_batches(self) -> list[ClosedBatch]:
-        """Closed batches not yet confirmed by the publisher, oldest first."""
+        """Closed batches not yet confirmed by the publisher, oldest first (those whose
+        closing work is done)."""
+        self._collect(block=False)
         return [self._pending[i] for i in sorted(self._pending)]
 
     def confirm_published(self, upto: int) -> None:
@@ -558,7 +611,10 @@ class Exchange:
 
     @property
     def root(self) -> bytes:
-        """The committed root: the post-state root of the last sealed batch."""
+        """The committed root: the post-state root of the last sealed batch whose closing
+        work is done (with a sealing thread, the batch sealed just before may still be
+        hashing; ``close_batch`` waits for it)."""
+        self._collect(block=False)
         return self.db.root
 
     @property
@@ -618,6 +674,7 @@ class Exchange:
     def _begin(self, now: int) -> None:
         """Start a command: its effective time never runs behind an accepted command's."""
         self._now = now if now > self._clock else self._clock
+        self._sealed_here = False
 
     def _commit(self, record: Command) -> int:
         """The command ran: log it (unless replaying), store what it sealed.
@@ -637,6 +694,8 @@ class Exchange:
         else:
             self._seq += 1
             seq = self._seq
+        if self._hashing:
+            self._collect(block=False)
         if self._sealed:
             self._persist(seq + 1, force=False)
         return seq
@@ -644,7 +703,9 @@ class Exchange:
     def _abort(self) -> None:
         """A command was refused: keep nothing of it (a batch it sealed is checkpointed)."""
         self._release_if_empty()
-        if self._sealed:
+        if self._sealed_here:  # not in the WAL: a checkpoint must record that seal now
+            self._collect(block=True)
+        if self._sealed_here and self._sealed:
             if self._replaying is not None:
                 next_seq = self._replaying + 1
             elif self._journal is not None:
@@ -754,36 +815,109 @@ class Exchange:
             raise IntakeError(receipt.code.name, f"the STF refused the step ({receipt.code.name})")
         return StepRef(b.index, b.add_step(step, receipt), receipt)
 
-    def _seal(self) -> ClosedBatch:
-        """Seal the open batch: commit the state once, record the closed batch."""
+    def _seal(self) -> int:
+        """Seal the open batch; returns its index.
+
+        The cheap part runs here: the batch is detached (the next command opens
+        the next one), its dirty leaves encoded, the queues and the book's
+        bookkeeping updated. The closing work — the trie commit (hashing) and
+        the batch encoding — runs inline, or on the sealing thread
+        (:meth:`seal_in_background`), where it overlaps with the next batch's
+        commands: the leaf cache keeps every leaf the sealed batch wrote, and
+        the leaves it did not write are the same at its pre- and post-root.
+        :meth:`_collect` turns finished work into :class:`ClosedBatch` records,
+        in sealing order.
+        """
         b = self._open
         if b is None or not b.steps:  # pragma: no cover - callers check
             raise RuntimeError("no open batch to seal")
         self._open = None
-        post_root = self.db.commit()
+        self._sealed_here = True
+        view = self.db.view
+        leaves = view.dirty_leaves()
+        view.clear_dirty()
         q = self._queues
-        closed = ClosedBatch(
-            b.index, b.encode(), b.pre_root, post_root, len(b.steps), len(b.table), b.timestamp,
-            b.deposit_start, b.deposit_count, b.forced_start, b.forced_count, tuple(b.receipts),
-            q.deposit_range(b.deposit_start, b.deposit_count),
+        job = _Sealing(
+            b, q.deposit_range(b.deposit_start, b.deposit_count),
             q.forced_range(b.forced_start, b.forced_count),
         )
-        q.prune(closed.deposit_end, closed.forced_end)
+        q.prune(b.deposit_start + b.deposit_count, b.forced_start + b.forced_count)
         for digest in b.table.refs:
             live = self._live.get(digest)
             if live is not None:
                 live.published = True
         self._last_ts = b.timestamp
         self._next_batch = b.index + 1
-        self._sealed.append(closed)
-        if self._store is None or closed.index > self._store.confirmed:
-            self._pending[closed.index] = closed
         self._since_reset += 1
-        if self._since_reset >= self.config.cache_reset_batches:
+        reset = self._since_reset >= self.config.cache_reset_batches
+        if self._sealer is None or self._replaying is not None or reset:
+            self._collect(block=True)  # one commit at a time, in order
+            job.result = _hash_and_encode(self.db, b, leaves)
+            self._hashing.append(job)
+            self._collect(block=True)
+        else:
+            job.future = self._sealer.submit(_hash_and_encode, self.db, b, leaves)
+            self._hashing.append(job)
+        if reset:  # nothing is being committed: drop the leaf cache
             self._since_reset = 0
             self.db = StateDB(self.db.trie)  # same committed state, empty leaf cache
             self._risk_cache.clear()
-        return closed
+        return b.index
+
+    def _collect(self, block: bool) -> None:
+        """Record the sealed batches whose closing work is done, oldest first (``block``:
+        wait for all of them)."""
+        hashing = self._hashing
+        while hashing:
+            job = hashing[0]
+            if job.future is not None:
+                if not block and not job.future.done():
+                    return
+                pre_root, post_root, encoded = job.future.result()
+            elif job.result is not None:
+                pre_root, post_root, encoded = job.result
+            else:  # pragma: no cover - every job has one or the other
+                raise RuntimeError("sealed batch without its closing work")
+            hashing.popleft()
+            b = job.batch
+            closed = ClosedBatch(
+                b.index, encoded, pre_root, post_root, len(b.steps), len(b.table), b.timestamp,
+                b.deposit_start, b.deposit_count, b.forced_start, b.forced_count, tuple(b.receipts),
+                job.deposits, job.forced,
+            )
+            self._sealed.append(closed)
+            if self._store is None or closed.index > self._store.confirmed:
+                self._pending[closed.index] = closed
+            nxt = self._open
+            if nxt is not None and nxt.index == closed.index + 1:
+                nxt.pre_root = post_root  # opened while this root was being computed
+
+    # ================================================================ sealing thread
+
+    def seal_in_background(self, executor: Executor | None) -> None:
+        """Run the closing work of sealed batches (trie commit, encoding) on ``executor``
+        — one worker, so that commits run one at a time in order — or inline (None).
+        Recovery's replay always seals inline."""
+        self._collect(block=True)
+        self._sealer = executor
+
+    @property
+    def sealing(self) -> Future[tuple[bytes, bytes, bytes]] | None:
+        """The closing work of the newest sealed batch, while it runs on the sealing thread."""
+        return self._hashing[-1].future if self._hashing else None
+
+    def collect_sealed(self, *, block: bool = False) -> int:
+        """Between commands: store the sealed batches whose closing work is done (the WAL
+        synced first, a checkpoint when due, then the batch hooks); returns how many."""
+        self._collect(block)
+        count = len(self._sealed)
+        if count:
+            if self._journal is not None:
+                next_seq = self._journal.next_seq
+            else:
+                next_seq = self._seq + 1
+            self._persist(next_seq, force=False)
+        return count
 
     def _write_state(self) -> None:
         """Write the trie nodes committed since the last checkpoint to the on-disk state DB,
@@ -811,8 +945,16 @@ class Exchange:
                 self._check_resealed(sealed)
             self._journal.sync()
             self._since_checkpoint += len(sealed)
-            if force or self._since_checkpoint >= self.config.checkpoint_every:
+            every = self.config.checkpoint_every
+            due = self._since_checkpoint >= every
+            if due and self._hashing and self._since_checkpoint < 2 * every:
+                due = False  # at the next store, once the batch being hashed is done
+            if force or due:
                 self._since_checkpoint = 0
+                if self._hashing:  # the checkpoint names the last sealed batch's root
+                    self._collect(block=True)
+                    sealed.extend(self._sealed)
+                    self._sealed = []
                 self._write_state()
                 self._store.commit(sealed, self._snapshot(next_seq))
                 self._journal.truncate_before(next_seq)
@@ -970,8 +1112,8 @@ class Exchange:
         if code is not _OK:
             raise IntakeError(code.name, f"the order would fail the STF ({code.name})")
 
-    def _place(self, sub: OrderSubmission) -> tuple[PlaceOutcome, OrderRecord]:
-        cmd = validate_order(sub, self.db.view, self.chain.domain, self._now, self._known)
+    def _place(self, sub: OrderSubmission, hint: SignerHint | None) -> tuple[PlaceOutcome, OrderRecord]:
+        cmd = validate_order(sub, self.db.view, self.chain.domain, self._now, self._known, hint)
         self._precheck(cmd)
         digest = cmd.digest
         body = cmd.order.body

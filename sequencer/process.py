@@ -2,7 +2,8 @@
 
 One asyncio loop runs the :class:`ExchangeService` (durable core), the RPC
 server (:class:`SequencerApi` on :class:`node.rpc.RpcServer`, ``/metrics``
-included), the batcher (close on age or size), the :class:`RiskMonitor`
+included), the batcher (close on age or size; with ``[batcher] adaptive``
+the age limit follows the batching model, :class:`AdaptiveBatcher`), the :class:`RiskMonitor`
 (on every oracle update, and on a timer) and, when an L1 is configured,
 the :class:`QueueWatcher` feeding ``add_l1_items``; a thread runs the
 :class:`Publisher` (blocking web3 calls), fed with every closed batch, whose
@@ -39,10 +40,17 @@ from l1_contracts.deploy import Deployment
 from node.l1 import L1Client
 from node.l1_watch import QueuedDeposit, QueueWatcher
 from node.rpc import RpcServer
+from sequencer.batching_model import (
+    DEFAULT_BYTES_PER_TX,
+    DEFAULT_GAS_PER_BATCH,
+    DEFAULT_GAS_PER_BYTE,
+    ModelError,
+    optimal_interval,
+)
 from sequencer.defender import BatchClaim, Defender, StoreRoots, Web3DefenderChain
 from sequencer.exchange import ClosedBatch, Exchange, ExchangeConfig
 from sequencer.logs import setup_json_logging
-from sequencer.metrics import SequencerMetrics
+from sequencer.metrics import P, SequencerMetrics
 from sequencer.outcomes import StepOutcome
 from sequencer.publisher import Publisher, PublisherConfig, PublisherStatus
 from sequencer.risk import InHouseLiquidator, RiskMonitor
@@ -57,7 +65,10 @@ from state.layout import Config, Market
 from state.signing import signed_oracle
 from state.txs import OracleEntry
 
-__all__ = ["ConfigError", "SequencerConfig", "SequencerProcess", "load_config", "main"]
+__all__ = [
+    "AdaptiveBatcher", "BatcherConfig", "ConfigError", "SequencerConfig", "SequencerProcess",
+    "l1_gas_price", "load_config", "main",
+]
 
 log = logging.getLogger("sequencer.process")
 
@@ -104,6 +115,27 @@ class DefenderConfig:
 
 
 @dataclass(frozen=True)
+class BatcherConfig:
+    """``[batcher]``: an age limit that follows the batching model (docs/batching.md §5).
+
+    With ``adaptive`` the limit is ``optimal_interval`` of the L1 gas price
+    (base fee + tip), the measured flow and bytes per step, and the operator's
+    ``risk_gwei`` (h, gwei per transaction-second), recomputed every
+    ``recompute_interval`` seconds and clamped to [``min_age``, ``max_age``];
+    otherwise ``[batch] max_age_seconds`` is the limit."""
+
+    adaptive: bool = False
+    min_age: float = 1.0
+    max_age: float = 60.0
+    risk_gwei: float = 60_000.0
+    gas_per_batch: float = DEFAULT_GAS_PER_BATCH
+    gas_per_byte: float = DEFAULT_GAS_PER_BYTE
+    recompute_interval: float = 5.0
+    window: float = 60.0
+    """Seconds of closed batches the flow and bytes per step are measured over."""
+
+
+@dataclass(frozen=True)
 class SequencerConfig:
     """Everything ``hfx sequencer`` reads from its TOML file (docs/sequencer.example.toml)."""
 
@@ -129,6 +161,7 @@ class SequencerConfig:
     dev_oracle: DevOracle | None = None
     risk: RiskConfig = field(default_factory=RiskConfig)
     defender: DefenderConfig = field(default_factory=DefenderConfig)
+    batcher: BatcherConfig = field(default_factory=BatcherConfig)
     log_level: str = "INFO"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -177,6 +210,75 @@ def _defender_config(raw: dict[str, Any]) -> DefenderConfig:
     if interval <= 0:
         raise ConfigError("defender.interval must be positive")
     return DefenderConfig(enabled=_bool(raw, "enabled", True), interval=interval)
+
+
+def _batcher_config(raw: dict[str, Any]) -> BatcherConfig:
+    d = BatcherConfig()
+    names = ("min_age", "max_age", "risk_gwei", "gas_per_batch", "gas_per_byte",
+             "recompute_interval", "window")
+    values = {name: float(raw.get(name, getattr(d, name))) for name in names}
+    unknown = set(raw) - set(names) - {"adaptive"}
+    if unknown:
+        raise ConfigError(f"unknown batcher settings: {sorted(unknown)}")
+    if not all(0 < v < float("inf") for v in values.values()):
+        raise ConfigError("batcher settings must be positive and finite")
+    if values["min_age"] > values["max_age"]:
+        raise ConfigError("batcher.min_age must not exceed batcher.max_age")
+    return BatcherConfig(adaptive=_bool(raw, "adaptive", False), **values)
+
+
+class AdaptiveBatcher:
+    """The batch age limit from the batching model, fed by the sequencer's own batches.
+
+    :meth:`observe` records each closed batch (steps, bytes, when); :meth:`recompute`
+    turns the last ``window`` seconds of them and an L1 gas price into
+    ``optimal_interval`` (docs/batching.md §5) — shorter when trading is busy or gas
+    is cheap, longer when quiet or dear — and keeps it as :attr:`interval`."""
+
+    def __init__(self, cfg: BatcherConfig, max_bytes: int, started: float) -> None:
+        self.cfg = cfg
+        self.max_bytes = max_bytes
+        self.started = started
+        self.interval = cfg.max_age
+        """The current age limit, seconds (``max_age`` until the first recompute)."""
+        self.gas_price: int | None = None
+        self._seen: deque[tuple[float, int, int]] = deque()
+
+    def observe(self, at: float, steps: int, nbytes: int) -> None:
+        """A batch of ``steps`` steps and ``nbytes`` bytes closed at ``at`` (monotonic s)."""
+        self._seen.append((at, steps, nbytes))
+
+    def measured(self, now: float) -> tuple[float, float]:
+        """(steps per second, bytes per step) over the last ``window`` seconds."""
+        seen, start = self._seen, now - self.cfg.window
+        while seen and seen[0][0] < start:
+            seen.popleft()
+        steps = sum(s for _, s, _ in seen)
+        nbytes = sum(b for _, _, b in seen)
+        span = max(min(self.cfg.window, now - self.started), 1e-3)
+        return steps / span, (nbytes / steps if steps else DEFAULT_BYTES_PER_TX)
+
+    def recompute(self, gas_price: int, now: float) -> float:
+        """The age limit for ``gas_price`` (wei per gas) and the measured flow; kept as
+        :attr:`interval`. Raises :class:`~sequencer.batching_model.ModelError` for unusable
+        inputs (the previous interval stays)."""
+        c = self.cfg
+        flow, bytes_per_tx = self.measured(now)
+        self.interval = optimal_interval(
+            gas_per_batch=c.gas_per_batch, gas_per_byte=c.gas_per_byte, gas_price=float(gas_price),
+            flow=flow, risk_cost=c.risk_gwei * 1e9, bytes_per_tx=bytes_per_tx,
+            min_interval=c.min_age, max_interval=c.max_age, max_bytes=self.max_bytes,
+        )
+        self.gas_price = gas_price
+        return self.interval
+
+
+def l1_gas_price(l1: L1Client) -> int:
+    """What a batch posted now pays per gas: the latest base fee plus the tip the L1
+    client would offer (its fee policy's clamp of the node's suggestion)."""
+    fees = l1.suggest_fees()
+    base = int(l1.block("latest").get("baseFeePerGas", 0) or 0)
+    return base + fees.max_priority_fee_per_gas
 
 
 def load_config(path: str | os.PathLike[str]) -> SequencerConfig:
@@ -245,6 +347,7 @@ def load_config(path: str | os.PathLike[str]) -> SequencerConfig:
             dev_oracle=dev_oracle,
             risk=_risk_config(raw.get("risk", {})),
             defender=_defender_config(raw.get("defender", {})),
+            batcher=_batcher_config(raw.get("batcher", {})),
             log_level=str(raw.get("log_level", "INFO")),
         )
     except KeyError as exc:
@@ -311,6 +414,9 @@ class SequencerProcess:
         self._defender_thread: threading.Thread | None = None
         self._send_lock = threading.Lock()
         """Held while the publisher or the defender sends from the operator account."""
+        self.l1: L1Client | None = None
+        self.batcher: AdaptiveBatcher | None = None
+        """The model-driven age limit (``[batcher] adaptive``), else None."""
         self._defender_status: dict[str, Any] | None = None
         """The defender's :meth:`Defender.status` after its last tick (replaced whole, never mutated)."""
 
@@ -334,7 +440,7 @@ class SequencerProcess:
             self._start_risk()
         if cfg.l1_url is not None and self.deployment is not None:
             self._start_l1()
-        self.service.start_batcher(cfg.batcher_interval)
+        self._start_batcher()
         self._tasks.append(asyncio.create_task(self._metrics_loop()))
         if cfg.dev_oracle is not None:
             self._tasks.append(asyncio.create_task(self._oracle_loop(cfg.dev_oracle)))
@@ -345,10 +451,53 @@ class SequencerProcess:
                                              "next_batch": self.service.core.next_batch_index})
         return self.port
 
+    def _start_batcher(self) -> None:
+        """The batcher; with ``[batcher] adaptive`` its age limit follows the model."""
+        assert self.service is not None and self.server is not None  # noqa: S101
+        cfg = self.cfg
+        self.service.start_batcher(cfg.batcher_interval)
+        self.server.metrics.gauge(
+            f"{P}_batch_age_limit_seconds", "The batcher's current age limit (docs/batching.md §5).",
+            callback=self._age_limit,
+        )
+        if not cfg.batcher.adaptive:
+            return
+        batcher = AdaptiveBatcher(cfg.batcher, cfg.max_batch_bytes, time.monotonic())
+        self.batcher = batcher
+        self.service.core.batch_hooks.append(
+            lambda closed: batcher.observe(time.monotonic(), closed.step_count, len(closed.encoded))
+        )
+        self.service.max_batch_age = batcher.interval
+        if self.l1 is None:
+            log.warning("batcher.adaptive without [l1]: no gas price, the age limit stays at max_age")
+            return
+        self._tasks.append(asyncio.create_task(self._adapt_loop(batcher, self.l1)))
+
+    def _age_limit(self) -> float:
+        service = self.service
+        if service is not None and service.max_batch_age is not None:
+            return service.max_batch_age
+        return float(self.cfg.max_batch_age)
+
+    async def _adapt_loop(self, batcher: AdaptiveBatcher, l1: L1Client) -> None:
+        """Recompute the age limit every ``recompute_interval`` seconds."""
+        while True:
+            try:
+                gas_price = await asyncio.to_thread(l1_gas_price, l1)
+                interval = batcher.recompute(gas_price, time.monotonic())
+                if self.service is not None:
+                    self.service.max_batch_age = interval
+            except (ModelError, OSError, ValueError) as exc:
+                log.warning("batch age limit not recomputed: %s", exc)
+            except Exception:
+                log.exception("batch age limit not recomputed")
+            await asyncio.sleep(batcher.cfg.recompute_interval)
+
     def _start_l1(self) -> None:
         cfg, d = self.cfg, self.deployment
         assert cfg.l1_url is not None and d is not None and self.service is not None  # noqa: S101
         l1 = L1Client(cfg.l1_url, depth=cfg.confirmations)
+        self.l1 = l1
         if l1.chain_id != d.chain_id:
             raise ConfigError(f"the L1 at {cfg.l1_url} has chain id {l1.chain_id}, the deployment {d.chain_id}")
         self.watcher = QueueWatcher(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -103,9 +104,10 @@ class _StoreBase:
 class LmdbNodeStore(_StoreBase):
     """Node store in an LMDB environment (a directory) at ``path``.
 
-    Two named databases: ``nodes`` (hash -> RLP) and ``meta``. Reads share one
-    read transaction (a snapshot), renewed by every write and every
-    :meth:`get_meta`. Commits are durable (``fsync``) unless ``sync=False``,
+    Two named databases: ``nodes`` (hash -> RLP) and ``meta``. The reads of
+    each thread share one read transaction (a snapshot), renewed after every
+    write and by every :meth:`get_meta`; reads may run on several threads at
+    once (a committing thread next to a reading one), writes on one. Commits are durable (``fsync``) unless ``sync=False``,
     which keeps them atomic and consistent but lets an operating-system crash
     undo the latest ones. The map grows automatically when full. Other
     processes may read the same path concurrently; one instance per path per
@@ -133,7 +135,9 @@ class LmdbNodeStore(_StoreBase):
         )
         self._nodes = self._env.open_db(b"nodes")
         self._meta = self._env.open_db(b"meta")
-        self._read: lmdb.Transaction | None = None
+        self._local = threading.local()
+        self._generation = 0
+        """Bumped by every write: a thread's snapshot older than that is renewed."""
 
     def _environment(self) -> lmdb.Environment:
         if self._env is None:
@@ -141,22 +145,28 @@ class LmdbNodeStore(_StoreBase):
         return self._env
 
     def _reader(self) -> lmdb.Transaction:
-        txn = self._read
-        if txn is None:
+        local = self._local
+        txn: lmdb.Transaction | None = getattr(local, "txn", None)
+        if txn is None or local.generation != self._generation:
             env = self._environment()
+            if txn is not None:
+                txn.abort()
             try:
                 txn = env.begin(buffers=False)
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size.
                 env.set_mapsize(0)
                 txn = env.begin(buffers=False)
-            self._read = txn
+            local.txn = txn
+            local.generation = self._generation
         return txn
 
     def _end_read(self) -> None:
-        if self._read is not None:
-            self._read.abort()
-            self._read = None
+        self._generation += 1
+        txn: lmdb.Transaction | None = getattr(self._local, "txn", None)
+        if txn is not None:
+            txn.abort()
+            self._local.txn = None
 
     def get(self, node_hash: bytes) -> bytes | None:
         """RLP of the node with this hash, or ``None``."""
@@ -190,6 +200,7 @@ class LmdbNodeStore(_StoreBase):
                         txn.cursor(db=self._nodes).putmulti(items, overwrite=False)
                     for name, value in meta_items:
                         txn.put(name, value, db=self._meta)
+                self._generation += 1  # snapshots renewed meanwhile predate this write
                 return
             except lmdb.MapFullError:
                 env.set_mapsize(env.info()["map_size"] * 2)

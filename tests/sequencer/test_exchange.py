@@ -538,3 +538,52 @@ def test_bench_smoke() -> None:
     from sequencer.intake_bench import bench_intake_orders
 
     assert bench_intake_orders(300) > 0
+
+
+# ============================================================================ sealing thread
+
+
+def test_sealing_thread_gives_the_same_batches_roots_and_recovery(tmp_path: Path) -> None:
+    """The closing work on a sealing thread (trie commit and encoding overlapping the next
+    batch's commands) gives byte-identical batches and roots, a leaf cache reset and
+    checkpoints included, and the directory it leaves recovers to the same root."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = ExchangeConfig(max_batch_bytes=3_000, reserve_bytes=400, checkpoint_every=2,
+                            cache_reset_batches=3)
+    inline = Desk.create(tmp_path / "inline", config=config)
+    threaded = Desk.create(tmp_path / "threaded", config=config)
+    executor = ThreadPoolExecutor(max_workers=1)
+    threaded.ex.seal_in_background(executor)
+    rng = random.Random(5)
+    overlapped = 0
+    for i in range(120):
+        side = rng.random() < 0.5
+        price = 3_000_000 + 1_000 * rng.randint(-3, 3)
+        who = "maker" if i % 2 else "taker"
+        size = rng.randint(1, 4)
+        outs = [d.place(who, ETH_PERP, side, price, size) for d in (inline, threaded)]
+        assert [(o.status, o.filled, [(f.batch, f.step) for f in o.fills]) for o in outs][0] == \
+            [(o.status, o.filled, [(f.batch, f.step) for f in o.fills]) for o in outs][1]
+        overlapped += threaded.ex.sealing is not None  # the next command runs meanwhile
+        if i % 17 == 0:
+            threaded.ex.collect_sealed()
+        if i % 40 == 39:
+            for d in (inline, threaded):
+                d.now += 3
+                d.ex.close_batch(d.now, wait=False)
+    assert threaded.ex.next_batch_index >= 6 and overlapped > 0
+    for d in (inline, threaded):
+        d.ex.close_batch(d.now)
+    a, b = inline.ex.pending_batches(), threaded.ex.pending_batches()
+    assert [(x.index, x.encoded, x.pre_root, x.post_root) for x in a] == \
+        [(x.index, x.encoded, x.pre_root, x.post_root) for x in b]
+    assert replay_roots(threaded.world, b) == [x.post_root for x in b]
+    assert threaded.ex.root == inline.ex.root == b[-1].post_root
+    threaded.ex.seal_in_background(None)
+    executor.shutdown()
+    reopened = threaded.reopen(tmp_path / "threaded", config=config)
+    assert reopened.ex.root == inline.ex.root
+    assert [x.encoded for x in reopened.ex.pending_batches()] == [x.encoded for x in a]
+    reopened.ex.close()
+    inline.ex.close()

@@ -111,7 +111,9 @@ def test_sequencer_process_end_to_end(tmp_path: Path) -> None:
         deployment.write_text(d.to_json())
         port = free_port()
         cfg = tmp_path / "sequencer.toml"
-        cfg.write_text(config_text(tmp_path / "data", port, anvil.url, deployment, genesis_time))
+        adaptive = "[batcher]\nadaptive = true\nmin_age = 1\nmax_age = 1\nrecompute_interval = 0.5\n"
+        cfg.write_text(config_text(tmp_path / "data", port, anvil.url, deployment, genesis_time,
+                                   extra=adaptive))
 
         # two traders deposit on L1
         w3 = anvil.web3()
@@ -166,6 +168,7 @@ def test_sequencer_process_end_to_end(tmp_path: Path) -> None:
             assert status["publisher"]["halted"] is None and status["l1Watcher"]["nextDeposit"] == 2
             with urlopen_text(url + "metrics") as text:
                 assert "hfx_sequencer_orders_total" in text and "hfx_sequencer_wal_fsyncs_total" in text
+                assert "\nhfx_sequencer_batch_age_limit_seconds 1" in text  # the model, clamped
             maker.close()
             taker.close()
             rpc.close()
@@ -286,3 +289,69 @@ def test_risk_and_defender_config_errors(tmp_path: Path) -> None:
     cfg.write_text(local_config_text(tmp_path / "data", "[defender]\nenabled = false\n"))
     loaded = load_config(cfg)
     assert loaded.defender.enabled is False and loaded.risk.enabled and loaded.risk.liquidator_key is None
+
+
+# ============================================================================ adaptive batcher
+
+
+def test_batcher_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "sequencer.toml"
+    for bad in ("[batcher]\nadaptive = 1\n", "[batcher]\nmin_age = 0\n",
+                "[batcher]\nmin_age = 10\nmax_age = 5\n", "[batcher]\nrisk_gwei = -1\n",
+                "[batcher]\nmax_age = inf\n", "[batcher]\nmax_agee = 5\n"):
+        cfg.write_text(local_config_text(tmp_path / "data", bad))
+        with pytest.raises(ConfigError):
+            load_config(cfg)
+    assert load_config_with(cfg, tmp_path, "").batcher.adaptive is False
+    loaded = load_config_with(cfg, tmp_path, "[batcher]\nadaptive = true\nmin_age = 2\nmax_age = 30\n")
+    assert loaded.batcher.adaptive and (loaded.batcher.min_age, loaded.batcher.max_age) == (2.0, 30.0)
+
+
+def load_config_with(cfg: Path, tmp_path: Path, extra: str) -> Any:
+    cfg.write_text(local_config_text(tmp_path / "data", extra))
+    return load_config(cfg)
+
+
+@anvil_only
+def test_adaptive_batcher_follows_the_l1_gas_price() -> None:
+    """The age limit from the real L1 gas price (anvil's base fee, set per block, plus the
+    client's tip) and the flow measured from closed batches: dearer gas, longer batches
+    (as the square root, docs/batching.md §2); more flow, shorter; clamped by the size limit
+    and max_age."""
+    from node.l1 import L1Client
+    from sequencer.batching_model import optimal_interval
+    from sequencer.process import AdaptiveBatcher, BatcherConfig, l1_gas_price
+
+    with Anvil() as anvil:
+        l1 = L1Client(anvil.url)
+        batcher = AdaptiveBatcher(BatcherConfig(adaptive=True, min_age=1, max_age=60, risk_gwei=10_000),
+                                  120_000, started=0.0)
+        assert batcher.interval == 60  # max_age until a gas price is known
+        for t in range(60):
+            batcher.observe(float(t), 50, 6_000)  # 50 steps a second, 120 bytes each
+        assert batcher.measured(60.0) == (50.0, 120.0)
+        prices, intervals = [], []
+        for gwei in (2, 20, 100):
+            anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(gwei * 10**9))
+            anvil.mine()
+            price = l1_gas_price(l1)
+            assert gwei * 10**9 < price <= gwei * 10**9 + l1.fee_policy.max_tip
+            prices.append(price)
+            intervals.append(batcher.recompute(price, 60.0))
+        assert intervals[0] < intervals[1] < intervals[2] < 60
+        assert intervals[2] / intervals[0] == pytest.approx((prices[2] / prices[0]) ** 0.5)
+        assert intervals[1] == optimal_interval(
+            gas_per_batch=300_000, gas_per_byte=33, gas_price=prices[1], flow=50, risk_cost=10_000e9,
+            bytes_per_tx=120, min_interval=1, max_interval=60,
+        )
+        for t in range(60, 120):
+            batcher.observe(float(t), 200, 24_000)  # four times the flow
+        assert batcher.recompute(prices[1], 120.0) == pytest.approx(intervals[1] / 2)
+        anvil.rpc("anvil_setNextBlockBaseFeePerGas", hex(100_000 * 10**9))
+        anvil.mine()
+        flow, per_step = batcher.measured(121.0)
+        # dear gas: clamped by the batch size limit (at this flow, below max_age)
+        assert batcher.recompute(l1_gas_price(l1), 121.0) == pytest.approx(120_000 / (flow * per_step))
+        quiet = AdaptiveBatcher(batcher.cfg, 120_000, started=0.0)
+        quiet.observe(1.0, 1, 120)
+        assert quiet.recompute(l1_gas_price(l1), 60.0) == 60  # and by max_age when quiet
