@@ -11,6 +11,14 @@ comes before a forced withdrawal from it), timestamped with the latest L1
 block's time, computes its post-root by replaying it on the node's state
 (nothing persists: the batch is derived like any other once it is on L1), and
 posts it with ``Rollup.postBatch``, topping the bond up in the same call.
+Given an oracle feed (:class:`OracleFeed`: the file ``hfx oracle-feeder
+--publish-file`` writes), the batch starts with the newest published oracle
+update the STF accepts on the node's head at the batch's timestamp (signed by
+the deployment's oracle keys, newer than the state's prices, not after the
+batch): oracle updates are signed by the oracle keys, not by the operator, so
+anyone holding one may post it, and a forced withdrawal from an account with
+positions then meets a fresh price. An update the STF would refuse is left
+out, never posted.
 :class:`Finalizer` calls ``Rollup.finalize`` on derived batches whose window
 has passed, in order (anyone may; it releases the proposer's bond).
 
@@ -29,9 +37,11 @@ keeps that window to one block.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eth_abi.abi import decode, encode
@@ -44,8 +54,12 @@ from node.queues import BoundedQueues, BridgeReader
 from node.rollup_events import POST_BATCH_SELECTOR
 from state.batch import Batch
 from state.context import BatchContext, ChainConfig
+from state.db import StateDB, TrieSource
+from state.errors import Code
 from state.keccak import keccak256
-from state.txs import encode_deposit, encode_forced
+from state.transition import apply_step
+from state.txs import Oracle, decode_step, encode_deposit, encode_forced
+from state.view import StateView
 
 log = logging.getLogger("hfx.node.fallback")
 
@@ -59,10 +73,87 @@ def selector(signature: str) -> bytes:
 
 
 FINALIZE = selector("finalize(uint256)")
+ORACLE_TRIES = 8
+"""Most published oracle updates replayed (newest first) to find one the STF accepts."""
 
 
 class FallbackError(RuntimeError):
     """A transaction of the fallback proposer or finalizer failed (reverted, or no receipt in time)."""
+
+
+class OracleFeedError(ValueError):
+    """An oracle feed file is unreadable or malformed (the proposer then posts without an oracle update)."""
+
+
+class OracleFeed:
+    """The signed oracle updates an oracle feeder publishes as a JSON file (``hfx oracle-feeder --publish-file``).
+
+    The file is ``{"version": 1, "updates": [{"timestamp": t, "step": "0x05…"}, …]}``,
+    oldest first: each ``step`` is the exact bytes of an oracle step (docs/stf.md
+    §5.3), signatures included, and ``timestamp`` its own timestamp. Nothing in
+    it is trusted: the proposer replays each candidate with the STF before
+    including it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def updates(self) -> list[tuple[int, bytes]]:
+        """The published updates as (timestamp, step bytes), oldest first; [] while the file does not exist.
+
+        Raises :class:`OracleFeedError` on a malformed file or an entry that is not an oracle step."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise OracleFeedError(f"{self.path}: {exc}") from None
+        return parse_oracle_feed(text, str(self.path))
+
+
+def parse_oracle_feed(text: str, where: str = "oracle feed") -> list[tuple[int, bytes]]:
+    """Parse an oracle feed document (:class:`OracleFeed`); raises :class:`OracleFeedError`."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise OracleFeedError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("updates"), list):
+        raise OracleFeedError(f'{where}: expected {{"version": 1, "updates": [...]}}')
+    out: list[tuple[int, bytes]] = []
+    for i, item in enumerate(doc["updates"]):
+        try:
+            timestamp, raw = int(item["timestamp"]), str(item["step"])
+            step = bytes.fromhex(raw.removeprefix("0x"))
+        except (KeyError, TypeError, ValueError):
+            raise OracleFeedError(f"{where}: update {i} needs an integer timestamp and a hex step") from None
+        tx = decode_step(step)
+        if not isinstance(tx, Oracle):
+            raise OracleFeedError(f"{where}: update {i} is not an oracle step")
+        if tx.timestamp != timestamp:
+            raise OracleFeedError(f"{where}: update {i} says timestamp {timestamp}, its step {tx.timestamp}")
+        out.append((timestamp, step))
+    return sorted(out, key=lambda u: u[0])
+
+
+def choose_oracle_update(db: StateDB, pre_root: bytes, ctx: BatchContext,
+                         updates: list[tuple[int, bytes]]) -> tuple[bytes | None, str]:
+    """The newest of ``updates`` (oldest first) the STF accepts as a batch's first step at ``ctx.time``
+    on ``pre_root``, and a note (empty when one is found, else why none is).
+
+    Candidates newer than the state's prices and not after the batch are replayed, newest first (up to
+    :data:`ORACLE_TRIES`), each on a fresh view: an update the STF refuses (signers, threshold,
+    timestamps, prices) is never chosen. Nothing persists."""
+    last = StateView(TrieSource(db.trie, pre_root)).prices().oracle_time
+    candidates = [step for t, step in reversed(updates) if last < t <= ctx.time][:ORACLE_TRIES]
+    refused: list[str] = []
+    for step in candidates:
+        receipt = apply_step(StateView(TrieSource(db.trie, pre_root)), step, ctx)
+        if receipt.code == Code.OK:
+            return step, ""
+        refused.append(receipt.code.name)
+    newest = updates[-1][0] if updates else None
+    return None, (f"no usable oracle update (state at {last}, batch at {ctx.time}, newest published {newest}"
+                  + (f", refused: {', '.join(refused)}" if refused else "") + ")")
 
 
 @dataclass(frozen=True)
@@ -87,11 +178,14 @@ class Proposal:
     timestamp: int
     deposits: tuple[int, int]
     forced: tuple[int, int]
+    oracle: int | None = None
+    """The timestamp of the oracle update the batch starts with, if any."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (status, logs)."""
         return {"batch": self.batch, "txHash": self.tx_hash, "postRoot": self.post_root, "steps": self.steps,
-                "timestamp": self.timestamp, "deposits": list(self.deposits), "forced": list(self.forced)}
+                "timestamp": self.timestamp, "deposits": list(self.deposits), "forced": list(self.forced),
+                "oracle": self.oracle}
 
 
 class _Sender:
@@ -132,8 +226,11 @@ class _Sender:
 class FallbackProposer:
     """Posts batches of the bridge's queued items when the operator has not posted for ``FALLBACK_PERIOD``."""
 
-    def __init__(self, l1: L1Client, rollup: str, bridge: str, account: Any, chain: ChainConfig) -> None:
+    def __init__(self, l1: L1Client, rollup: str, bridge: str, account: Any, chain: ChainConfig,
+                 oracle_feed: OracleFeed | None = None) -> None:
         self.sender = _Sender(l1, account)
+        self.oracle_feed = oracle_feed
+        self.oracle_note = ""
         self.l1 = l1
         self.rollup = l1.w3.to_checksum_address(rollup)
         self.bridge = l1.w3.to_checksum_address(bridge)
@@ -173,23 +270,48 @@ class FallbackProposer:
                     (forced[0], forced[0] + n_forced), due)
 
     def build(self, d: Derivation, plan: Plan) -> tuple[Batch, bytes]:
-        """The batch of ``plan`` and its post-root on the node's head (computed, nothing persisted)."""
+        """The batch of ``plan`` and its post-root on the node's head (computed, nothing persisted).
+
+        With an oracle feed, the first step is the newest published update the STF accepts on the
+        head at the batch's timestamp (none if no update is accepted)."""
         head = d.head
         assert head is not None  # noqa: S101
         now = int(self.l1.block("latest")["timestamp"])
         timestamp = max(now, head.data.timestamp)
         n_dep = plan.deposits[1] - plan.deposits[0]
         n_forced = plan.forced[1] - plan.forced[0]
-        steps = (encode_deposit(),) * n_dep + (encode_forced(),) * n_forced
-        batch = Batch(timestamp, (), steps)
-        if len(batch.encode()) > MAX_BATCH_BYTES:  # pragma: no cover - MAX_ITEMS keeps it far below
-            raise FallbackError("fallback batch too large")
         deposits = dict(enumerate(self.reader.deposits(*plan.deposits), start=plan.deposits[0]))
         forced = dict(enumerate(self.reader.forced(*plan.forced), start=plan.forced[0]))
         queues = BoundedQueues(ItemQueues(deposits, forced, None), plan.deposits[1], plan.forced[1])
         ctx = BatchContext.create(timestamp, self.chain, queues, [])
+        oracle = self.oracle_step(d, head.computed_root, ctx)
+        steps = (*oracle, *(encode_deposit(),) * n_dep, *(encode_forced(),) * n_forced)
+        batch = Batch(timestamp, (), steps)
+        if len(batch.encode()) > MAX_BATCH_BYTES:  # pragma: no cover - MAX_ITEMS keeps it far below
+            raise FallbackError("fallback batch too large")
         root = d.db.root_after(head.computed_root, steps, ctx, len(steps))
         return batch, root
+
+    def oracle_step(self, d: Derivation, pre_root: bytes, ctx: BatchContext) -> tuple[bytes, ...]:
+        """The published oracle update to put first in a batch at ``ctx.time`` on ``pre_root``, or ().
+
+        Candidates newer than the state's prices and not after the batch are replayed with the STF,
+        newest first (up to :data:`ORACLE_TRIES`); the first one it accepts is taken, so an update
+        the STF refuses (signers, threshold, timestamps, prices) is never included."""
+        if self.oracle_feed is None:
+            return ()
+        try:
+            updates = self.oracle_feed.updates()
+        except OracleFeedError as exc:
+            self.oracle_note = str(exc)
+            log.warning("oracle feed unusable: %s", exc)
+            return ()
+        step, note = choose_oracle_update(d.db, pre_root, ctx, updates)
+        self.oracle_note = note
+        if step is None:
+            log.info("%s", note)
+            return ()
+        return (step,)
 
     def tick(self, d: Derivation) -> Proposal | None:
         """Post a fallback batch if one is due; returns it (None when nothing was due)."""
@@ -213,10 +335,12 @@ class FallbackProposer:
             log.warning("fallback postBatch refused: %s", error_code(exc) or exc)
             raise
         (index,) = self._rollup("head()")
+        first = decode_step(batch.steps[0]) if batch.steps else None
+        oracle = first.timestamp if isinstance(first, Oracle) else None
         proposal = Proposal(index, "0x" + tx_hash.hex(), "0x" + root.hex(), len(batch.steps), batch.timestamp,
-                            plan.deposits, plan.forced)
+                            plan.deposits, plan.forced, oracle)
         self.proposed.append(proposal)
-        log.info("fallback batch %d posted: %d deposits, %d forced, root %s", index,
+        log.info("fallback batch %d posted: oracle update %s, %d deposits, %d forced, root %s", index, oracle,
                  plan.deposits[1] - plan.deposits[0], plan.forced[1] - plan.forced[0], proposal.post_root)
         return proposal
 
@@ -229,6 +353,8 @@ class FallbackProposer:
             "plan": None if p is None else {"action": p.action, "reason": p.reason, "dueAt": p.due_at,
                                             "deposits": list(p.deposits), "forced": list(p.forced)},
             "proposed": [x.to_json() for x in self.proposed],
+            "oracleFeed": None if self.oracle_feed is None else {"path": str(self.oracle_feed.path),
+                                                                 "note": self.oracle_note or None},
         }
 
 

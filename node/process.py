@@ -4,7 +4,7 @@
 
     hfx node --rpc http://127.0.0.1:8545 --deployment deployment.json --genesis genesis.json \\
         --data-dir node/ [--rpc-host 127.0.0.1] [--rpc-port 8547] [--depth 12] [--interval 1.0] \\
-        [--status-file FILE] [--propose] [--finalize] [--key-env HFX_PROPOSER_KEY]
+        [--status-file FILE] [--propose [--oracle-file FILE]] [--finalize] [--key-env HFX_PROPOSER_KEY]
 
 One event loop serves JSON-RPC (:class:`node.rpc_api.NodeApi` on
 :class:`node.rpc.RpcServer`, with ``/health`` and ``/metrics``); one thread
@@ -13,8 +13,11 @@ follower's polls and every read, in turn. Progress is on disk
 (node/derive.py), so a restart — after SIGTERM or SIGKILL — resumes where the
 last poll ended; reorganisations deeper than ``--depth`` are rolled back by
 the follower. With ``--propose`` the node is also a fallback proposer, with
-``--finalize`` a finalizer (node/fallback.py); both sign with the key in the
-environment variable named by ``--key-env``, never from the command line.
+``--finalize`` a finalizer (node/fallback.py); with ``--oracle-file`` the
+proposer starts its batches with a fresh signed oracle update from an oracle
+feeder's published file (``hfx oracle-feeder --publish-file``). Both sign
+with the key in the environment variable named by ``--key-env``, never from
+the command line.
 SIGINT/SIGTERM stop the RPC server first, then the loop, then close the
 derivation.
 """
@@ -38,7 +41,7 @@ from eth_account import Account
 from node.batches import L1Status, Verdict
 from node.deployment import DeploymentFileError, DeploymentInfo, load_genesis
 from node.derive import Derivation, DerivationError, QueueItemMissing
-from node.fallback import FallbackError, FallbackProposer, Finalizer
+from node.fallback import FallbackError, FallbackProposer, Finalizer, OracleFeed
 from node.follower import FOREVER, Follower, PollReport
 from node.l1 import L1Client, L1Error, error_code, is_transient
 from node.l1_watch import write_atomic
@@ -65,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--status-file", default=None, help="write the status as JSON here after every poll")
     p.add_argument("--propose", action="store_true",
                    help="post fallback batches of queued L1 items once the operator has been silent for the fallback period")
+    p.add_argument("--oracle-file", default=None,
+                   help="with --propose: the JSON file an oracle feeder publishes (hfx oracle-feeder --publish-file); "
+                        "each fallback batch starts with its newest update the STF accepts")
     p.add_argument("--finalize", action="store_true", help="call finalize on batches whose challenge window has passed")
     p.add_argument("--key-env", default="HFX_PROPOSER_KEY", help="environment variable holding the key for --propose/--finalize")
     p.add_argument("--max-seconds", type=float, default=0.0, help="stop after this long (0: run until SIGTERM)")
@@ -72,6 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.depth < 0 or args.interval <= 0 or args.max_blocks < 1 or not 0 <= args.rpc_port < 65536:
         p.error("--depth must be >= 0, --interval > 0, --max-blocks >= 1, --rpc-port in [0, 65535]")
+    if args.oracle_file is not None and not args.propose:
+        p.error("--oracle-file is read by the fallback proposer: it needs --propose")
     return args
 
 
@@ -120,8 +128,9 @@ class NodeProcess:
         if self.key is not None:
             account = Account.from_key(self.key)
             if args.propose:
+                feed = None if args.oracle_file is None else OracleFeed(args.oracle_file)
                 self.proposer = await asyncio.to_thread(
-                    FallbackProposer, self.l1, d.rollup, d.bridge, account, d.chain())
+                    FallbackProposer, self.l1, d.rollup, d.bridge, account, d.chain(), feed)
             if args.finalize:
                 self.finalizer = Finalizer(self.l1, d.rollup, account)
         info = {

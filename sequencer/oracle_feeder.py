@@ -19,6 +19,12 @@ keeps being published, and the settle step uses it.
 :func:`main` is the ``hfx oracle-feeder`` process: it signs updates with devnet
 oracle keys (or keys from the environment) and submits them to the sequencer
 over JSON-RPC (``hfx_submitOracle``, :class:`sequencer.client.OperatorClient`).
+With ``--publish-file`` it is also a public feed: every signed update is
+written first to a JSON file (:class:`Publisher`), whatever the sequencer
+answers, so that anyone — a fallback proposer when the operator is gone
+(``hfx node --propose --oracle-file``) — may post it. With ``--l1-clock`` its
+timestamps are the latest L1 block's time, so an update is never ahead of a
+batch posted after it.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ from state.constants import BPS, KIND_CALL, KIND_PERP, ORACLE_UNDERLYING_BASE, P
 from state.keccak import keccak256
 from state.layout import Market
 from state.signing import signed_oracle
-from state.txs import OracleEntry
+from state.txs import Oracle, OracleEntry, decode_step
 
 log = logging.getLogger("hfx.oracle_feeder")
 
@@ -264,6 +270,64 @@ def run_feeder(
     return accepted
 
 
+# ---------------------------------------------------------------- the public feed
+
+
+class Publisher:
+    """Writes signed oracle updates to a JSON file, atomically: the feed a fallback proposer reads.
+
+    The file is ``{"version": 1, "updates": [{"timestamp": t, "step": "0x05…"}, …]}``,
+    oldest first, holding the last ``keep`` updates: ``step`` is the exact bytes
+    of the oracle step (docs/stf.md §5.3, the signatures included) and
+    ``timestamp`` its own timestamp (``node.fallback.OracleFeed`` reads it).
+    Several updates are kept because a batch can include only one no later
+    than its own timestamp (the L1 block's time). A crash leaves the previous
+    file or the new one, never a part (``node.l1_watch.write_atomic``).
+    """
+
+    def __init__(self, path: str | Path, keep: int = 64) -> None:
+        if keep < 1:
+            raise ValueError("a feed keeps at least one update")
+        self.path = Path(path)
+        self.keep = keep
+        self.updates: list[tuple[int, bytes]] = []
+
+    def publish(self, step: bytes) -> None:
+        """Add the oracle step ``step`` (timestamps must increase) and rewrite the file."""
+        from node.l1_watch import write_atomic
+
+        tx = decode_step(step)
+        if not isinstance(tx, Oracle):
+            raise ValueError("not an oracle step")
+        timestamp = tx.timestamp
+        if self.updates and timestamp <= self.updates[-1][0]:
+            raise ValueError("oracle timestamps must increase")
+        self.updates = [*self.updates, (timestamp, step)][-self.keep:]
+        doc = {"version": 1, "updates": [{"timestamp": t, "step": "0x" + s.hex()} for t, s in self.updates]}
+        write_atomic(self.path, json.dumps(doc, indent=1))
+
+
+class L1Clock:
+    """A clock reading the latest L1 block's timestamp over JSON-RPC (``eth_getBlockByNumber``).
+
+    Stamping updates with L1's time keeps them no later than a batch posted after them (a batch's
+    timestamp is its L1 block's); ``close()`` releases the connection."""
+
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        from node.rpc_client import SyncRpcClient
+
+        self.rpc = SyncRpcClient(url, timeout=timeout)
+
+    def __call__(self) -> float:
+        """The latest L1 block's timestamp."""
+        block = self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        return float(int(block["timestamp"], 16))
+
+    def close(self) -> None:
+        """Close the JSON-RPC connection."""
+        self.rpc.close()
+
+
 # ---------------------------------------------------------------- the process
 
 
@@ -279,10 +343,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The ``hfx oracle-feeder`` command line."""
     p = argparse.ArgumentParser(
         prog="hfx oracle-feeder",
-        description="Sign oracle prices (a seeded random walk or a price file) with devnet oracle keys "
-                    "and submit them to the sequencer over JSON-RPC (hfx_submitOracle).",
+        description="Sign oracle prices (a seeded random walk or a price file) with oracle keys, submit them "
+                    "to the sequencer over JSON-RPC (hfx_submitOracle) and/or publish them to a JSON file.",
     )
-    p.add_argument("--rpc", required=True, help="the sequencer's JSON-RPC URL")
+    p.add_argument("--rpc", default=None,
+                   help="the sequencer's JSON-RPC URL (without it: only --publish-file, with --deployment/--genesis)")
+    p.add_argument("--deployment", type=Path, default=None,
+                   help="deployment JSON (hfx deploy): the signing domain, instead of asking the sequencer")
+    p.add_argument("--genesis", type=Path, default=None,
+                   help="genesis leaves JSON (hfx deploy): the markets, instead of asking the sequencer")
     keys = p.add_mutually_exclusive_group(required=True)
     keys.add_argument("--devnet-keys", type=int, metavar="N",
                       help="sign with the first N devnet oracle keys (devnet_oracle_keys)")
@@ -298,10 +367,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between updates (default %(default)s)")
     p.add_argument("--iterations", type=int, default=None, help="stop after this many updates")
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--publish-file", type=Path, default=None,
+                   help="also write every signed update to this JSON file, atomically (a public feed, "
+                        "docs/risk.md §4); kept up to date even when the sequencer does not answer")
+    p.add_argument("--publish-keep", type=int, default=64, help="updates kept in the published file")
+    p.add_argument("--l1-clock", metavar="URL", default=None,
+                   help="timestamp updates with the latest block time of this L1 JSON-RPC (default: wall clock)")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     if args.interval <= 0:
         p.error("--interval must be positive")
+    if args.publish_keep < 1:
+        p.error("--publish-keep must be >= 1")
+    if (args.deployment is None) != (args.genesis is None):
+        p.error("--deployment and --genesis go together")
+    if args.rpc is None and args.publish_file is None:
+        p.error("nothing to feed: give --rpc (a sequencer), --publish-file, or both")
+    if args.rpc is None and args.deployment is None:
+        p.error("without --rpc, the domain and the markets come from --deployment and --genesis")
     if args.devnet_keys is not None and not 1 <= args.devnet_keys <= 16:
         p.error("--devnet-keys must be in [1, 16]")
     if args.max_move_bps < 0 or args.premium_bps < 0:
@@ -323,6 +406,27 @@ def _keys(args: argparse.Namespace) -> list[bytes] | str:
     if not keys or any(len(k) != 32 for k in keys):
         return f"{args.keys_env} must hold 32-byte private keys"
     return keys
+
+
+def _feeder_from_files(deployment: Path, genesis: Path, keys: list[bytes], source: PriceSource) -> OracleFeeder | str:
+    """A feeder whose domain comes from the deployment file and markets from the genesis leaves
+    (the markets are fixed at genesis), or why the files cannot be used."""
+    from node.deployment import DeploymentFileError, DeploymentInfo, load_genesis
+    from state.layout import PARAMS_KEY, Params
+
+    try:
+        info = DeploymentInfo.load(deployment)
+        leaves = load_genesis(genesis)
+    except DeploymentFileError as exc:
+        return str(exc)
+    raw = leaves.get(PARAMS_KEY)
+    if raw is None:
+        return f"{genesis}: no params leaf (markets)"
+    try:
+        params = Params.decode(raw)
+    except (ValueError, IndexError) as exc:
+        return f"{genesis}: the params leaf does not decode ({exc})"
+    return OracleFeeder(keys, info.chain().domain, params.markets, source)
 
 
 def main(argv: list[str]) -> int:
@@ -349,40 +453,63 @@ def main(argv: list[str]) -> int:
     else:
         source = RandomWalk(dict(args.spot), seed=args.seed, max_move_bps=args.max_move_bps,
                             premium_bps=args.premium_bps)
+    feeder: OracleFeeder | None = None
+    if args.deployment is not None:
+        made = _feeder_from_files(args.deployment, args.genesis, keys, source)
+        if isinstance(made, str):
+            print(f"error: {made}", file=sys.stderr)
+            return 2
+        feeder = made
     stopping = [False]
 
     def request_stop(*_: object) -> None:
         stopping[0] = True
 
+    publisher = None if args.publish_file is None else Publisher(args.publish_file, args.publish_keep)
+    l1 = None if args.l1_clock is None else L1Clock(args.l1_clock)
+    clock: Callable[[], float] = _time.time if l1 is None else l1
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     deadline = None if args.max_seconds is None else _time.monotonic() + args.max_seconds
-    client = OperatorClient(args.rpc, timeout=10)
-    feeder: OracleFeeder | None = None
-    sent = accepted = 0
+    client = None if args.rpc is None else OperatorClient(args.rpc, timeout=10)
+    sent = accepted = published = 0
     try:
         while not stopping[0] and (deadline is None or _time.monotonic() < deadline) and (
                 args.iterations is None or sent < args.iterations):
             try:
                 if feeder is None:
+                    assert client is not None  # noqa: S101 - parse_args: no files without --rpc
                     domain = bytes.fromhex(client.chain_info()["domainSeparator"][2:])
                     params = Params.decode(bytes.fromhex(client.risk_state()["params"][2:]))
                     feeder = OracleFeeder(keys, domain, params.markets, source)
-                now = int(_time.time())
+                now = int(clock())
                 if now > feeder.last_timestamp:
                     sent += 1
-                    result = client.submit_oracle(feeder.next_update(now))
-                    accepted += 1
-                    log.info("oracle update", extra={"time": now, "step": result.get("step")})
+                    step = feeder.next_update(now)
+                    if publisher is not None:
+                        try:
+                            publisher.publish(step)
+                            published += 1
+                        except OSError as exc:
+                            log.warning("oracle update not published: %s", exc)
+                    if client is None:
+                        log.info("oracle update published", extra={"time": now})
+                    else:
+                        result = client.submit_oracle(step)
+                        accepted += 1
+                        log.info("oracle update", extra={"time": now, "step": result.get("step")})
             except RpcError as exc:
                 log.warning("oracle update refused: %s", exc)
-            except RpcTransportError as exc:
-                log.warning("sequencer unreachable: %s", exc)
+            except (RpcTransportError, OSError) as exc:
+                log.warning("sequencer or L1 unreachable: %s", exc)
             end = _time.monotonic() + args.interval
             while not stopping[0] and _time.monotonic() < end:
                 _time.sleep(min(0.05, max(0.0, end - _time.monotonic())))
     finally:
-        client.close()
+        if client is not None:
+            client.close()
+        if l1 is not None:
+            l1.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    log.info("oracle feeder stopped", extra={"sent": sent, "accepted": accepted})
+    log.info("oracle feeder stopped", extra={"sent": sent, "accepted": accepted, "published": published})
     return 0

@@ -134,3 +134,83 @@ def test_challenger_status_prints_games_and_budget(tmp_path: Path, capsys: pytes
     (tmp_path / "junk.json").write_text("[1, 2]")
     assert status_command(["--status-file", str(tmp_path / "junk.json")]) == 2
     assert "not a challenger status file" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the fallback proposer's oracle feed
+
+
+def test_oracle_feed_files_are_parsed_strictly(tmp_path: Path) -> None:
+    from node.fallback import OracleFeed, OracleFeedError, parse_oracle_feed
+    from state.signing import signed_oracle
+    from state.txs import OracleEntry, encode_deposit
+    from tests.world import T0, World
+
+    world = World()
+    steps = [signed_oracle(world.oracle_keys[:1], world.domain, T0 + i, [OracleEntry(0, 3_000_000, 0)])
+             for i in (2, 1)]
+    doc = {"version": 1, "updates": [{"timestamp": T0 + i, "step": "0x" + s.hex()} for i, s in zip((2, 1), steps, strict=True)]}
+    feed = OracleFeed(tmp_path / "feed.json")
+    assert feed.updates() == []  # not published yet
+    feed.path.write_text(json.dumps(doc))
+    assert feed.updates() == [(T0 + 1, steps[1]), (T0 + 2, steps[0])]  # oldest first
+    bad_step = {"timestamp": T0, "step": "0x" + encode_deposit().hex()}
+    for text, message in (
+        ("{", "not JSON"),
+        (json.dumps({"version": 2, "updates": []}), "expected"),
+        (json.dumps({"version": 1, "updates": [{"timestamp": T0}]}), "integer timestamp and a hex step"),
+        (json.dumps({"version": 1, "updates": [{"timestamp": T0, "step": "0xzz"}]}), "hex step"),
+        (json.dumps({"version": 1, "updates": [bad_step]}), "not an oracle step"),
+        (json.dumps({"version": 1, "updates": [{"timestamp": T0, "step": "0x" + steps[0].hex()}]}), "its step"),
+    ):
+        with pytest.raises(OracleFeedError, match=message):
+            parse_oracle_feed(text)
+    feed.path.write_text("[]")
+    with pytest.raises(OracleFeedError, match=str(feed.path)):
+        feed.updates()
+
+
+def test_the_proposer_takes_the_newest_oracle_update_the_stf_accepts() -> None:
+    from node.fallback import choose_oracle_update
+    from state.context import BatchContext
+    from state.db import StateDB, TrieSource
+    from state.keccak import keccak256
+    from state.signing import signed_oracle
+    from state.transition import apply_step
+    from state.txs import OracleEntry
+    from state.view import StateView
+    from tests.world import T0, World
+
+    world = World()
+    db = StateDB.in_memory()
+    root = db.initialize(world.leaves)
+    now = T0 + 100
+    ctx = BatchContext.create(now, world.chain, world.queues, [])
+    entries = [OracleEntry(0, 3_000_000, 0), OracleEntry(64, 3_000_000, 0)]
+
+    def update(t: int, key: bytes = world.oracle_keys[0]) -> tuple[int, bytes]:
+        return t, signed_oracle([key], world.domain, t, entries)
+
+    good_old, good, stranger, future = (update(now - 50), update(now - 10),
+                                        update(now - 5, keccak256(b"not an oracle key")), update(now + 1))
+    step, note = choose_oracle_update(db, root, ctx, [good_old, good, stranger, future])
+    assert (step, note) == (good[1], "")  # the stranger's newer one is refused, the future one not tried
+    assert db.root == root  # nothing persists
+    step, note = choose_oracle_update(db, root, ctx, [stranger, future])
+    assert step is None and "refused: ORACLE_QUORUM" in note and f"newest published {now + 1}" in note
+    assert choose_oracle_update(db, root, ctx, [])[0] is None
+
+    # on a state whose prices are newer than every published update: nothing to add
+    view = StateView(TrieSource(db.trie, root))
+    assert apply_step(view, update(now - 1)[1], ctx).code.name == "OK"
+    newer = db.trie.commit(view.dirty_leaves())
+    step, note = choose_oracle_update(db, newer, ctx, [good_old, good])
+    assert step is None and "refused" not in note and f"state at {now - 1}" in note
+
+
+def test_an_oracle_file_needs_propose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["--rpc", "http://127.0.0.1:9/", "--deployment", "d.json", "--genesis", "g.json",
+            "--data-dir", str(tmp_path / "n"), "--oracle-file", str(tmp_path / "feed.json")]
+    with pytest.raises(SystemExit) as exc:
+        node_main(base)
+    assert exc.value.code == 2 and "needs --propose" in capsys.readouterr().err
+    assert not (tmp_path / "n").exists()

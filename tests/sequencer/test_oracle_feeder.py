@@ -158,3 +158,85 @@ def test_feeder_main_submits_signed_updates_over_json_rpc(tmp_path: Path, monkey
         assert abs(q.markets[ETH_PERP].mark - q.index[ETH]) <= q.index[ETH] // 1_000 + 1
     finally:
         served.close()
+
+
+# ---------------------------------------------------------------- the public feed (--publish-file)
+
+
+def test_publisher_keeps_the_last_updates_in_an_atomic_json_file(tmp_path: Path) -> None:
+    from node.fallback import OracleFeed
+    from sequencer.oracle_feeder import Publisher
+    from state.txs import encode_deposit
+
+    world = World()
+    feeder = _feeder(world, world.oracle_keys[:1])
+    pub = Publisher(tmp_path / "feed.json", keep=2)
+    steps = [feeder.next_update(T0 + i) for i in (1, 2, 3)]
+    for step in steps:
+        pub.publish(step)
+    assert OracleFeed(pub.path).updates() == [(T0 + 2, steps[1]), (T0 + 3, steps[2])]
+    assert not (tmp_path / "feed.json.tmp").exists()
+    for t, step in OracleFeed(pub.path).updates():  # the exact steps: the STF accepts them
+        assert world.run1(step, time=t).code is Code.OK
+    with pytest.raises(ValueError, match="not an oracle step"):
+        pub.publish(encode_deposit())
+    with pytest.raises(ValueError, match="increase"):
+        pub.publish(steps[0])
+    with pytest.raises(ValueError, match="at least one"):
+        Publisher(tmp_path / "x.json", keep=0)
+    assert len(json.loads(pub.path.read_text())["updates"]) == 2  # refusals changed nothing
+
+
+def _deployment_files(tmp_path: Path, world: World) -> list[str]:
+    """A deployment and a genesis file of ``world``'s chain (as ``hfx deploy`` writes them)."""
+    deployment = tmp_path / "deployment.json"
+    deployment.write_text(json.dumps({
+        "chain_id": world.chain.chain_id, "rollup": "0x" + world.chain.rollup.hex(), "bridge": "0x" + "11" * 20,
+        "prover": "0x" + "22" * 20, "block": 1, "genesis_root": "0x" + "00" * 32,
+        "oracle_keys": ["0x" + k.hex() for k in sorted(world.chain.oracle_keys)], "oracle_threshold": 1,
+    }))
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({"leaves": {"0x" + k.hex(): "0x" + v.hex() for k, v in world.leaves.items()}}))
+    return ["--deployment", str(deployment), "--genesis", str(genesis)]
+
+
+def test_feeder_main_publishes_while_the_sequencer_is_unreachable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No sequencer answers: the domain and markets come from the deployment files, every update is published."""
+    import logging
+
+    from node.fallback import OracleFeed
+
+    monkeypatch.setattr("sequencer.logs.setup_json_logging", lambda level: None)
+    world = World()
+    files = _deployment_files(tmp_path, world)
+    monkeypatch.setenv("HFX_TEST_ORACLE_KEYS", "0x" + world.oracle_keys[0].hex())
+    feed = tmp_path / "feed.json"
+    common = ["--keys-env", "HFX_TEST_ORACLE_KEYS", "--spot", "0=3000000", "--spot", "1=6000000",
+              "--interval", "0.3", "--iterations", "2", "--publish-file", str(feed), *files]
+    with caplog.at_level(logging.WARNING, logger="hfx.oracle_feeder"):
+        assert main(["--rpc", "http://127.0.0.1:9/", *common]) == 0
+    assert "unreachable" in caplog.text
+    updates = OracleFeed(feed).updates()
+    assert len(updates) == 2 and updates[0][0] < updates[1][0]
+    for t, step in updates:  # signed for this deployment's domain and markets: the STF accepts them
+        assert world.run1(step, time=t).code is Code.OK
+    assert world.prices().oracle_time == updates[1][0] and world.prices().index[ETH] > 0
+
+    # without --rpc it only publishes; bad files and missing companions are refused before anything runs
+    assert main(common[:-6] + ["--iterations", "1", "--publish-file", str(feed), *files]) == 0
+    assert len(OracleFeed(feed).updates()) == 1
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    assert main([*common[:-4], "--deployment", str(broken), "--genesis", files[3]]) == 2
+    no_params = tmp_path / "empty-genesis.json"
+    no_params.write_text(json.dumps({"leaves": {}}))
+    assert main([*common[:-4], "--deployment", files[1], "--genesis", str(no_params)]) == 2
+    capsys.readouterr()
+    for args, message in ((common[:-4], "without --rpc"), (common[:-6] + files, "nothing to feed"),
+                          ([*common[:-4], files[0], files[1]], "go together")):
+        with pytest.raises(SystemExit):
+            main(args)
+        assert message in capsys.readouterr().err
