@@ -473,11 +473,12 @@ class Devnet:
             self.say(f"node JSON-RPC at {self.node_url}")
 
     def start_feeder(self) -> Child:
-        """``hfx oracle-feeder``: a random walk from :data:`SPOTS`, signed with the devnet oracle keys."""
+        """``hfx oracle-feeder``: a random walk from :data:`SPOTS`, signed with the devnet oracle keys,
+        also published to ``oracle-feed.json`` (the feed a fallback proposer's ``--oracle-file`` reads)."""
         spots = [arg for u, p in sorted(SPOTS.items()) for arg in ("--spot", f"{u}={p}")]
         return self.spawn("oracle-feeder", hfx("oracle-feeder", "--rpc", self.seq_url, "--devnet-keys",
                                         str(ORACLE_KEYS), *spots, "--seed", "1", "--max-move-bps", "10",
-                                        "--interval", "1"))
+                                        "--interval", "1", "--publish-file", str(self.dir / "oracle-feed.json")))
 
     def wait_prices(self, child: Child | None) -> bool:
         """Whether the sequencer has oracle prices within 20 s."""

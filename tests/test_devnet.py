@@ -12,6 +12,7 @@ group — is gone.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -86,6 +87,9 @@ def test_devnet_trades_finalizes_and_stops_cleanly(tmp_path: Path) -> None:
         while "liquidator ready" not in log.read_text() and time.monotonic() < deadline:
             time.sleep(0.5)
         assert "liquidator ready" in log.read_text(), log.read_text()[-2000:]
+        # the feeder also publishes its signed updates: the feed a fallback proposer reads
+        feed = json.loads((tmp_path / "net" / "oracle-feed.json").read_text())
+        assert feed["updates"] and all(u["step"].startswith("0x05") for u in feed["updates"])
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=max(5.0, BUDGET - (time.monotonic() - started)))
         reader.join(5)
