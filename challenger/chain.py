@@ -10,52 +10,21 @@ returns once its transaction is included and raises
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any, Protocol
 
-from challenger.solver import Side
+from l1_contracts.bindings import GameInfo, Side
+from l1_contracts.bindings import GameStatus as GameStatus  # re-exported for the players
 from node.batches import Commitment
 from proofs.onestep import ProverInput
 
 
-class GameStatus(IntEnum):
-    """The rollup's ``GameStatus`` values (zero is never valid)."""
-
-    ACTIVE = 1
-    ASSERTER_WON = 2
-    CHALLENGER_WON = 4
-    CANCELLED = 8
-
-
-@dataclass(frozen=True)
-class Game:
-    """``Rollup.game(g)``."""
-
-    game: int
-    batch: int
-    asserter: str
-    challenger: str
-    status: GameStatus
-    turn: Side
-    lo: int
-    hi: int
-    lo_root: bytes
-    hi_root: bytes
-    roots_hash: bytes
-    asserter_clock: int
-    challenger_clock: int
-    last_move: int
-    round: int
+class Game(GameInfo):
+    """``Rollup.game(g)`` (:class:`l1_contracts.bindings.GameInfo`) with what the players ask of it."""
 
     @property
     def roots_posted(self) -> bool:
         """The asserter's roots of this round are posted (the challenger must choose)."""
         return self.roots_hash != bytes(32)
-
-    def expiry(self) -> int:
-        """When the running clock runs out (a move at that second is allowed)."""
-        left = self.asserter_clock if self.turn == Side.ASSERTER else self.challenger_clock
-        return self.last_move + left
 
     @staticmethod
     def of(info: Any) -> Game:

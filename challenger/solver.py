@@ -26,17 +26,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Protocol
 
+from l1_contracts.bindings import Side as Side  # whose clock runs (re-exported for the players)
 from proofs.game import split_points
-
-
-class Side(IntEnum):
-    """Whose clock runs (the rollup's ``Side`` values; zero is never valid)."""
-
-    ASSERTER = 1
-    CHALLENGER = 2
 
 
 class Trace(Protocol):
