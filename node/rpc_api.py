@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from node.account_json import account_json
 from node.batches import BatchRecord, L1Status, Verdict
 from node.derive import Derivation
 from node.rpc import InvalidParams, RpcError, RpcServer
@@ -83,10 +83,6 @@ class DerivationThread:
 
 def _hex(data: bytes) -> str:
     return "0x" + data.hex()
-
-
-def _float(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _bytes_param(value: Any, name: str, size: int | None = None) -> bytes:
@@ -436,31 +432,7 @@ def _need(raw: bytes | None) -> bytes:
 
 def _account_json(index: int, acct: Account, params: Params, prices: Prices, now: int,
                   record: BatchRecord) -> dict[str, Any]:
-    risk = account_risk(acct, params, prices, now)
-    raw = {p.market: p for p in acct.positions}
-    positions = []
-    greeks: dict[str, dict[str, float]] = {}
-    for p in risk.positions:
-        und = str(params.markets[p.market].underlying)
-        g = greeks.setdefault(und, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0})
-        g["delta"] += p.delta
-        g["gamma"] += p.gamma
-        g["vega"] += p.vega
-        g["theta"] += p.theta
-        pos = raw.get(p.market)
-        positions.append({
-            "market": p.market, "size": p.size, "mark": p.mark, "entryPrice": p.entry_price,
-            "value": p.value, "unrealisedPnl": p.unrealised_pnl, "cost": None if pos is None else pos.cost,
-            "fundingSnapshot": None if pos is None else pos.funding_snapshot,
-            "delta": p.delta, "gamma": p.gamma, "vega": p.vega, "theta": p.theta,
-        })
-    return {
-        "index": index, "owner": _hex(acct.owner), "nonce": acct.nonce, "batch": record.index,
-        "batchStatus": STATUS_NAMES[record.l1_status], "l2Time": now,
-        "collateral": risk.collateral, "equity": risk.equity,
-        "initialMargin": risk.initial_margin, "maintenanceMargin": risk.maintenance_margin,
-        "syncBuffer": risk.sync_buffer, "liquidationThreshold": risk.liquidation_threshold,
-        "freeCollateral": risk.free_collateral, "marginRatio": _float(risk.margin_ratio),
-        "liquidatable": risk.liquidatable, "positions": positions, "greeks": greeks,
-    }
+    doc = account_json(index, acct, account_risk(acct, params, prices, now), params.markets)
+    doc.update({"batch": record.index, "batchStatus": STATUS_NAMES[record.l1_status], "l2Time": now})
+    return doc
 

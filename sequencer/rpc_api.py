@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import collections
 import copy
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from node.account_json import account_json
 from node.rpc import InvalidParams, RpcError, RpcServer
 from proofs.state_proof import get_proof
 from sequencer.intake import IntakeError, hex_bytes, parse_cancel, parse_order, parse_withdraw
@@ -84,10 +84,6 @@ ZERO_ADDRESS = "0x" + "00" * 20
 
 def _hex(raw: bytes) -> str:
     return "0x" + raw.hex()
-
-
-def _float(value: float) -> float | None:
-    return value if math.isfinite(value) else None
 
 
 def _rejected(code: int, name: str, exc: IntakeError) -> RpcError:
@@ -489,40 +485,7 @@ class SequencerApi:
         risk = core.risk(index)
         if acct is None or risk is None:
             raise RpcError(NOT_FOUND, f"no account {index}", {"reason": "UNKNOWN_ACCOUNT"})
-        markets = core.view.params().markets
-        greeks: dict[str, dict[str, float]] = {}
-        positions = []
-        raw = {p.market: p for p in acct.positions}
-        for p in risk.positions:
-            und = str(markets[p.market].underlying)
-            g = greeks.setdefault(und, {"delta": 0.0, "gamma": 0.0, "vega": 0.0, "theta": 0.0})
-            g["delta"] += p.delta
-            g["gamma"] += p.gamma
-            g["vega"] += p.vega
-            g["theta"] += p.theta
-            pos = raw.get(p.market)
-            positions.append({
-                "market": p.market, "size": p.size, "mark": p.mark, "entryPrice": p.entry_price,
-                "value": p.value, "unrealisedPnl": p.unrealised_pnl,
-                "cost": None if pos is None else pos.cost,
-                "delta": p.delta, "gamma": p.gamma, "vega": p.vega, "theta": p.theta,
-            })
-        return {
-            "index": index,
-            "owner": _hex(acct.owner),
-            "nonce": acct.nonce,
-            "collateral": risk.collateral,
-            "equity": risk.equity,
-            "initialMargin": risk.initial_margin,
-            "maintenanceMargin": risk.maintenance_margin,
-            "syncBuffer": risk.sync_buffer,
-            "liquidationThreshold": risk.liquidation_threshold,
-            "freeCollateral": risk.free_collateral,
-            "marginRatio": _float(risk.margin_ratio),
-            "liquidatable": risk.liquidatable,
-            "positions": positions,
-            "greeks": greeks,
-        }
+        return account_json(index, acct, risk, core.view.params().markets)
 
     async def get_accounts(self, from_index: int | str = 1, limit: int | str | None = None,
                            with_positions: bool = True) -> dict[str, Any]:
