@@ -446,6 +446,12 @@ class Devnet:
         return self._launch(name, ["sequencer", "--config", str(cfg)], self._env(HFX_OPERATOR_KEY=key),
                             port=port, timeout=timeout)
 
+    def start_hfx(self, name: str, argv: Sequence[str], *, env: dict[str, str] | None = None,
+                  status_file: Path | None = None, timeout: float = 60.0) -> Proc:
+        """Any ``hfx`` command (``argv`` starts with its name) as a tracked child with the devnet's
+        ABIs; ``env`` adds variables; with ``status_file`` it returns once that file exists."""
+        return self._launch(name, list(argv), self._env(**(env or {})), status_file=status_file, timeout=timeout)
+
     def start_node(self, name: str = "node", *, port: int | None = None, propose_key: str | None = None,
                    finalize: bool = False, interval: float = 0.2, extra: Sequence[str] = (),
                    timeout: float = 60.0) -> Proc:

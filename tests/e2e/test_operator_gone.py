@@ -154,8 +154,7 @@ def _start_feeder(net: Devnet, seq: Proc, feed: Path) -> Proc:
     argv = ["oracle-feeder", "--rpc", seq.url or "", "--keys-env", "HFX_E2E_ORACLE_KEYS", *spots,
             "--max-move-bps", "0", "--premium-bps", "0", "--interval", "0.2", "--publish-file", str(feed),
             "--l1-clock", net.url, "--log-level", "INFO"]
-    env = net._env(HFX_E2E_ORACLE_KEYS="0x" + ORACLE_KEY.hex())
-    return net._launch("oracle-feeder", argv, env, status_file=feed)
+    return net.start_hfx("oracle-feeder", argv, env={"HFX_E2E_ORACLE_KEYS": "0x" + ORACLE_KEY.hex()}, status_file=feed)
 
 
 def _newest(feed: Path) -> int:
