@@ -176,6 +176,9 @@ def sequencer_toml(
         "[l1]", f"url = {q(l1_url)}", f"deployment = {q(str(deployment))}", f"operator_key = {q(operator_key)}",
         f"confirmations = {confirmations}", "poll_interval = 0.5", "publish_interval = 0.5", "",
         "[batch]", "max_age_seconds = 2", "max_bytes = 120000", "",
+        # the age limit follows the batching model and anvil's gas price (docs/batching.md §5),
+        # kept short so that the devnet shows batches within seconds
+        "[batcher]", "adaptive = true", "min_age = 1", "max_age = 10", "",
         "[genesis]", f"time = {int(genesis['time'])}", "", "[genesis.config]",
         *(f"{k} = {int(v)}" for k, v in genesis["config"].items()), "",
     ]
