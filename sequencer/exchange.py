@@ -199,7 +199,7 @@ def _hash_and_encode(db: StateDB, batch: OpenBatch, leaves: dict[bytes, bytes]) 
     trie node) and encode it; returns (pre_root, post_root, encoded). One at a time, in
     sealing order: the pre-root is the previous sealed batch's post-root."""
     pre_root = db.root
-    post_root = db._commit(leaves) if leaves else pre_root
+    post_root = db.commit_leaves(leaves) if leaves else pre_root
     return pre_root, post_root, batch.encode()
 
 

@@ -73,9 +73,13 @@ class StateDB:
         """Write the genesis leaves into an empty state; returns the genesis root."""
         if not self.is_empty:
             raise ValueError("state already initialised")
-        return self._commit(dict(leaves))
+        return self.commit_leaves(dict(leaves))
 
-    def _commit(self, leaves: Mapping[bytes, bytes]) -> bytes:
+    def commit_leaves(self, leaves: Mapping[bytes, bytes]) -> bytes:
+        """Write ``leaves`` into the trie (hashing every changed node) and move the
+        state to the new root, which is returned. The in-memory view's dirty set is
+        left alone: the caller took these leaves from it (the sequencer's sealing
+        thread commits a closed batch's leaves while the next batch runs)."""
         root = self.trie.commit(leaves)
         self._source.root = root
         return root
@@ -89,7 +93,7 @@ class StateDB:
         """Commit every leaf written since the last commit; returns the new root."""
         dirty = self.view.dirty_leaves()
         self.view.clear_dirty()
-        return self._commit(dirty) if dirty else self.root
+        return self.commit_leaves(dirty) if dirty else self.root
 
     def apply_batch(self, batch: Batch, ctx: BatchContext) -> BatchResult:
         """Apply a whole batch and commit it once."""
