@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from l1_contracts.bindings import GameInfo, Side
+from l1_contracts.bindings import BatchData, GameInfo, Side
 from l1_contracts.bindings import GameStatus as GameStatus  # re-exported for the players
-from node.batches import Commitment
 from proofs.onestep import ProverInput
 
 
@@ -94,7 +93,7 @@ class DisputeChain(Protocol):
         """``choosePart``."""
         ...
 
-    def prove(self, pre_root: bytes, step_index: int, data: Commitment, args: ProverInput) -> None:
+    def prove(self, pre_root: bytes, step_index: int, data: BatchData, args: ProverInput) -> None:
         """``OneStepProver.prove`` (or ``prove_long_step``) with this deployment's context."""
         ...
 

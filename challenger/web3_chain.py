@@ -14,7 +14,7 @@ from typing import Any
 from eth_abi.abi import decode
 
 from challenger.chain import Game, RollupConstants
-from node.batches import Commitment
+from l1_contracts.bindings import BatchData
 from node.l1 import L1Client, L1Error, bindings, error_code
 from node.rollup_events import post_batch_bytes
 from proofs.onestep import ProverInput
@@ -139,7 +139,7 @@ class Web3DisputeChain(Web3RollupAccount):
                 self._roots = {key: r for key, r in self._roots.items() if key[0] != gid}
             raise
 
-    def prove(self, pre_root: bytes, step_index: int, data: Commitment, args: ProverInput) -> None:
+    def prove(self, pre_root: bytes, step_index: int, data: BatchData, args: ProverInput) -> None:
         """``OneStepProver.prove`` with this deployment's step context."""
         if self._context is None:
             self._context = self.rollup.step_context()

@@ -150,9 +150,21 @@ class BatchData:
             self.deposit_start, self.deposit_end, self.forced_start, self.forced_end,
         )
 
+    def encode(self) -> bytes:
+        """``abi_encode(BatchData)`` (9 words)."""
+        return abi_encode(list(self.TYPES), list(self.as_tuple()))
+
     def data_hash(self) -> bytes:
         """keccak256(abi_encode(BatchData)), as the rollup stores it."""
-        return keccak256(abi_encode(list(self.TYPES), list(self.as_tuple())))
+        return keccak256(self.encode())
+
+    @staticmethod
+    def decode(raw: bytes) -> BatchData:
+        """Inverse of :meth:`encode`."""
+        if len(raw) != 9 * 32:
+            raise ValueError("a batch commitment is 9 words")
+        words = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+        return BatchData(words[0], words[1], *(int.from_bytes(w, "big") for w in words[2:]))
 
     @staticmethod
     def of(parsed: ParsedBatch, deposit_start: int, forced_start: int) -> BatchData:

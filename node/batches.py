@@ -6,13 +6,10 @@ rollup's ``BatchStatus`` flag values (docs/l1.md §3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
 
-from eth_abi.abi import encode
-
-from state.keccak import keccak256
+from l1_contracts.bindings import BatchData
 
 
 class Verdict(IntEnum):
@@ -39,60 +36,6 @@ class L1Status(IntEnum):
 
 
 @dataclass(frozen=True)
-class Commitment:
-    """The batch's data commitment, field for field ``IOneStepProver.BatchData`` (docs/l1.md §2)."""
-
-    orders_root: bytes
-    steps_root: bytes
-    timestamp: int
-    n_orders: int
-    n_steps: int
-    deposit_start: int
-    deposit_end: int
-    forced_start: int
-    forced_end: int
-
-    TYPES = ("bytes32", "bytes32", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256", "uint256")
-
-    def as_tuple(self) -> tuple[bytes, bytes, int, int, int, int, int, int, int]:
-        """The fields in ABI order."""
-        return (
-            self.orders_root, self.steps_root, self.timestamp, self.n_orders, self.n_steps,
-            self.deposit_start, self.deposit_end, self.forced_start, self.forced_end,
-        )
-
-    def encode(self) -> bytes:
-        """``abi_encode(BatchData)`` (9 words)."""
-        return encode(list(self.TYPES), list(self.as_tuple()))
-
-    def data_hash(self) -> bytes:
-        """keccak256(abi_encode(BatchData)): what the rollup stores."""
-        return keccak256(self.encode())
-
-    @staticmethod
-    def decode(raw: bytes) -> Commitment:
-        """Inverse of :meth:`encode`."""
-        if len(raw) != 9 * 32:
-            raise ValueError("a commitment is 9 words")
-        words = [raw[i : i + 32] for i in range(0, len(raw), 32)]
-        return Commitment(words[0], words[1], *(int.from_bytes(w, "big") for w in words[2:]))
-
-    @staticmethod
-    def of(obj: Any) -> Commitment:
-        """From anything with the nine fields as attributes or keys (``bindings.BatchData``, a decoded struct, a tuple)."""
-        names = [f.name for f in fields(Commitment)]
-        if isinstance(obj, tuple | list):
-            values = list(obj)
-        elif isinstance(obj, dict):
-            values = [obj[n] for n in names]
-        else:
-            values = [getattr(obj, n) for n in names]
-        return Commitment(
-            bytes(values[0]), bytes(values[1]), *(int(v) for v in values[2:])
-        )
-
-
-@dataclass(frozen=True)
 class PostedBatch:
     """One ``BatchPosted`` event with the bytes of its transaction (docs/l1.md §7)."""
 
@@ -103,7 +46,7 @@ class PostedBatch:
     """The parent's posted root."""
     post_root: bytes
     """The root the proposer claims."""
-    data: Commitment
+    data: BatchData
     deadline: int
     raw: bytes | None
     """The batch bytes from the ``postBatch`` calldata; None when they could not be obtained."""
@@ -127,7 +70,7 @@ class BatchRecord:
     """The node's root after the batch."""
     verdict: Verdict
     l1_status: L1Status
-    data: Commitment
+    data: BatchData
     deadline: int
     tx_hash: bytes
     block: int

@@ -45,7 +45,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from node.batches import BatchRecord, Commitment, L1Status, PostedBatch, Verdict
+from l1_contracts.bindings import BatchData
+from node.batches import BatchRecord, L1Status, PostedBatch, Verdict
 from node.derive_store import RecordStore
 from node.l1 import bindings
 from node.queues import BoundedQueues
@@ -182,10 +183,10 @@ class ItemQueues:
         return hit
 
 
-def commitment_of(raw: bytes, deposit_start: int, forced_start: int) -> Commitment:
+def commitment_of(raw: bytes, deposit_start: int, forced_start: int) -> BatchData:
     """The data commitment the rollup computes for ``raw`` (raises ``ValueError`` when it would refuse it)."""
     parsed = bindings.parse_batch(raw)
-    return Commitment.of(bindings.BatchData.of(parsed, deposit_start, forced_start))
+    return BatchData.of(parsed, deposit_start, forced_start)
 
 
 def decode_posted(posted: PostedBatch) -> tuple[Batch | None, str]:
@@ -603,7 +604,7 @@ class Derivation:
 
     # -------------------------------------------------------- internals
 
-    def _context(self, batch: Batch, data: Commitment, items: L1Queues) -> BatchContext:
+    def _context(self, batch: Batch, data: BatchData, items: L1Queues) -> BatchContext:
         queues = BoundedQueues(items, data.deposit_end, data.forced_end)
         return BatchContext.create(batch.timestamp, self.chain, queues, list(batch.orders))
 
@@ -617,7 +618,7 @@ class Derivation:
             ctx.orders.accept_recovered(jobs, self.recovery.submit(jobs).result())
 
 
-def _collect(data: Commitment, queues: L1Queues) -> tuple[dict[int, L1Deposit], dict[int, L1Forced]]:
+def _collect(data: BatchData, queues: L1Queues) -> tuple[dict[int, L1Deposit], dict[int, L1Forced]]:
     deposits: dict[int, L1Deposit] = {}
     for i in range(data.deposit_start, data.deposit_end):
         d = queues.deposit(i)
@@ -645,5 +646,5 @@ def genesis_record(genesis_root: bytes) -> BatchRecord:
     return BatchRecord(
         index=GENESIS, parent=GENESIS, proposer="", posted_pre_root=zero, posted_root=genesis_root,
         pre_root=zero, computed_root=genesis_root, verdict=Verdict.MATCH, l1_status=L1Status.FINAL,
-        data=Commitment(zero, zero, 0, 0, 0, 0, 0, 0, 0), deadline=0, tx_hash=zero, block=-1,
+        data=BatchData(zero, zero, 0, 0, 0, 0, 0, 0, 0), deadline=0, tx_hash=zero, block=-1,
     )

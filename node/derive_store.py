@@ -19,7 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from node.batches import BatchRecord, Commitment, L1Status, Verdict
+from l1_contracts.bindings import BatchData
+from node.batches import BatchRecord, L1Status, Verdict
 from state.context import L1Deposit, L1Forced
 
 SCHEMA = """
@@ -73,7 +74,7 @@ def _record(row: Row) -> BatchRecord:
     return BatchRecord(
         index=row[0], parent=row[1], proposer=row[2], posted_pre_root=row[3], posted_root=row[4],
         pre_root=row[5], computed_root=row[6], verdict=Verdict(row[7]), l1_status=L1Status(row[8]),
-        data=Commitment.decode(row[9]), deadline=row[10], tx_hash=row[11], block=row[12],
+        data=BatchData.decode(row[9]), deadline=row[10], tx_hash=row[11], block=row[12],
         removed_block=row[13], finalized_block=row[14], refused_steps=row[15], note=row[16],
     )
 

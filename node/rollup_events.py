@@ -13,7 +13,7 @@ from eth_abi.abi import decode
 from eth_abi.exceptions import DecodingError
 from web3 import Web3
 
-from node.batches import Commitment
+from l1_contracts.bindings import BatchData
 from state.keccak import keccak256
 
 BATCH_DATA = "(bytes32,bytes32,uint256,uint256,uint256,uint256,uint256,uint256,uint256)"
@@ -36,7 +36,7 @@ class BatchPostedLog:
     pre_root: bytes
     post_root: bytes
     data_hash: bytes
-    data: Commitment
+    data: BatchData
     deadline: int
     tx_hash: bytes
     block: int
@@ -81,7 +81,7 @@ def decode_batch_log(log: Any) -> BatchLog | None:
         )
         return BatchPostedLog(
             _word(topics[1]), _word(topics[2]), Web3.to_checksum_address(topics[3][12:]), bytes(pre),
-            bytes(post), bytes(data_hash), Commitment.of(tuple(commitment)), int(deadline),
+            bytes(post), bytes(data_hash), BatchData.from_abi(tuple(commitment)), int(deadline),
             bytes(log["transactionHash"]), block,
         )
     if topics[0] == BATCH_REMOVED_TOPIC and len(topics) == 3:

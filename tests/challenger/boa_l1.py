@@ -30,8 +30,7 @@ from eth_utils import to_checksum_address
 
 from challenger.chain import Game, GameStatus, RollupConstants
 from challenger.solver import GameState, PostRoots, Side, asserter_move
-from l1_contracts.bindings import game_info_from_abi, prove_calldata
-from node.batches import Commitment
+from l1_contracts.bindings import BatchData, game_info_from_abi, prove_calldata
 from node.derive import Derivation
 from node.follower import handle_event
 from node.l1 import l1_error
@@ -225,7 +224,7 @@ class BoaDisputeChain:
     def choose_part(self, gid: int, roots: tuple[bytes, ...], part: int) -> None:
         self._send("choosePart", lambda: self.chain.rollup.choosePart(gid, list(roots), part))
 
-    def prove(self, pre_root: bytes, step_index: int, data: Commitment, args: ProverInput) -> None:
+    def prove(self, pre_root: bytes, step_index: int, data: BatchData, args: ProverInput) -> None:
         prover, ctx = self.chain.prover, self.chain.context()
         if args.is_long:
             call = prover.prove_long_step.prepare_calldata(
