@@ -167,6 +167,14 @@ class Follower:
         """The last block processed and its hash (``start_block − 1`` and empty before the first poll)."""
         return self.derivation.progress() or (self.start_block - 1, b"")
 
+    def catch_up(self, max_polls: int = 10_000) -> int:
+        """Poll until a poll finds nothing new (the confirmed L1 head is reached); returns the
+        polls made. Raises ``RuntimeError`` if L1 keeps moving for ``max_polls`` polls."""
+        for polls in range(1, max_polls + 1):
+            if self.poll().idle:
+                return polls
+        raise RuntimeError(f"not caught up after {max_polls} polls")
+
     def poll(self) -> PollReport:
         """Process the next range of confirmed blocks (at most ``max_blocks``)."""
         self.polls += 1

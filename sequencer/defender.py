@@ -49,7 +49,7 @@ from state.view import StateView
 
 __all__ = [
     "BatchClaim", "BatchRoots", "Defender", "DefenderChain", "RootSource",
-    "StoreRoots", "UnknownBatch", "Web3DefenderChain", "replay_roots", "replay_slices", "run_slices",
+    "StoreRoots", "UnknownBatch", "Web3DefenderChain", "replay_slices", "run_slices",
 ]
 
 log = logging.getLogger("sequencer.defender")
@@ -197,11 +197,6 @@ def run_slices(work: Generator[None, None, T]) -> T:
         except StopIteration as stop:
             result: T = stop.value
             return result
-
-
-def replay_roots(db: StateDB, chain: ChainConfig, batch: ClosedBatch, points: Iterable[int]) -> dict[int, bytes]:
-    """:func:`replay_slices` in one go."""
-    return run_slices(replay_slices(db, chain, batch, points))
 
 
 class StoreRoots:

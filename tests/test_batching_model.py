@@ -102,6 +102,9 @@ def test_the_pure_function_matches_the_inputs_form() -> None:
 def test_bad_inputs_are_refused(bad: dict[str, float]) -> None:
     with pytest.raises(ModelError):
         inputs(**bad)
+
+
+def test_a_zero_interval_is_refused() -> None:
     with pytest.raises(ModelError):
         cost_rate(0, inputs())
 

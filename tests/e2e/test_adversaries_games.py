@@ -82,8 +82,7 @@ class Watcher:
     follower: Follower
 
     def tick(self) -> None:
-        while not self.follower.poll().idle:
-            pass
+        self.follower.catch_up()
         self.actor.tick()
 
 

@@ -196,8 +196,7 @@ def test_every_kind_at_every_position_is_caught_and_rolled_back(stage: Stage, tm
     assert st["player"]["active"] == [] and st["player"]["lost"] == []
     derivation, follower = stage.node(tmp_path / "node")
     try:
-        while not follower.poll().idle:
-            pass
+        follower.catch_up()
         head = derivation.head
         assert head is not None and head.index == index and head.computed_root == stage.replica.root
         assert derivation.db.root == stage.replica.root

@@ -349,8 +349,7 @@ def test_follower_on_anvil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         follower = Follower.over_bridge(l1, dep.rollup, dep.bridge, d, start_block=dep.block, max_blocks=3)
         post(deposits=1)
         anvil.mine(1)
-        while not follower.poll().idle:
-            pass
+        follower.catch_up()
         assert d.head is not None and d.head.index == 0  # the batch is not `depth` blocks deep yet
         anvil.mine(1)
         follower.poll()
@@ -360,15 +359,13 @@ def test_follower_on_anvil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         snapshot_root = replica.root
         post(lie=True)
         anvil.mine(depth)
-        while not follower.poll().idle:
-            pass
+        follower.catch_up()
         assert d.head.index == 2 and d.head.verdict == Verdict.MISMATCH  # type: ignore[union-attr]
         anvil.reorg(depth + 2)  # replaces the blocks from the lying batch's on: it is gone
         anvil.mine(depth)
         report = follower.poll()
         assert report.reverted_to is not None
-        while not follower.poll().idle:
-            pass
+        follower.catch_up()
         assert d.head.index == 1 and d.record(2) is None and d.db.root == snapshot_root  # type: ignore[union-attr]
         # a restart, then the chain goes on
         d.close()
@@ -377,8 +374,7 @@ def test_follower_on_anvil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         anvil.increase_time(2)
         post()
         anvil.mine(depth)
-        while not follower.poll().idle:
-            pass
+        follower.catch_up()
         assert d.head.index == 2 and d.head.verdict == Verdict.MATCH and d.db.root == replica.root  # type: ignore[union-attr]
         assert follower.status()["head"] == 2
         d.close()
