@@ -55,7 +55,7 @@ from state.keccak import keccak256
 from state.layout import Config, Market
 
 __all__ = [
-    "DEVNET_FAST", "DeployError", "GenesisParams", "cached_compile", "deploy_devnet",
+    "DEVNET_FAST", "DeployError", "GenesisParams", "deploy_devnet",
     "devnet_genesis_params", "devnet_oracle_private_keys", "main", "params_from_json",
 ]
 
@@ -171,12 +171,6 @@ def params_from_json(raw: dict[str, Any], time: int, oracle_keys: Sequence[str],
 # ---------------------------------------------------------------- compilation cache
 
 
-def cached_compile(name: str, directory: Path | None = None) -> deploy.Compiled:
-    """``contracts/<name>.vy`` compiled through the disk cache of :func:`l1_contracts.deploy.compile_cached`
-    (under ``directory``, default ``$HFX_CACHE_DIR`` or ``~/.cache/hfx``)."""
-    return deploy.compile_cached(name, cache=directory)[0]
-
-
 # ---------------------------------------------------------------- deployment
 
 
@@ -216,12 +210,12 @@ def deploy_devnet(
     genesis = deploy.Genesis(params.root(), params.time, list(params.oracle_keys), params.oracle_threshold)
     try:
         tx = Transactor(w3, account)
-        token = tx.deploy(cached_compile("Token"), ["HFX Devnet USD", "dUSD", account.address])
+        token = tx.deploy(deploy.compile_contract("Token"), ["HFX Devnet USD", "dUSD", account.address])
         if test_prover:
-            prover = tx.deploy(cached_compile(deploy.TEST_PROVER), [])
+            prover = tx.deploy(deploy.compile_contract(deploy.TEST_PROVER), [])
         else:
-            parts = [tx.deploy(cached_compile(name), []) for name in deploy.STEP_CONTRACTS]
-            prover = tx.deploy(cached_compile("OneStepProver"), parts)
+            parts = [tx.deploy(deploy.compile_contract(name), []) for name in deploy.STEP_CONTRACTS]
+            prover = tx.deploy(deploy.compile_contract("OneStepProver"), parts)
         d = deploy.deploy_web3(rpc_url, private_key, genesis, constants, token=token, prover=prover,
                                operator=operator)
     except L1Error as exc:

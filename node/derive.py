@@ -306,11 +306,6 @@ class Derivation:
             self._group = None
             self._end_group()
 
-    @property
-    def grouping(self) -> bool:
-        """Whether a :meth:`grouped` block is open."""
-        return self._group is not None
-
     def _end_group(self) -> None:
         try:
             self._flush_trie()

@@ -33,7 +33,6 @@ from sequencer.intake import (
     IntakeError,
     OrderCommand,
     OrderSubmission,
-    SignerHint,
     WithdrawSubmission,
     cancel_signed,
     resolve_account,
@@ -392,18 +391,16 @@ class Exchange:
 
     # ================================================================ commands
 
-    def place_order(self, sub: OrderSubmission, now: int, hint: SignerHint | None = None) -> PlaceOutcome:
+    def place_order(self, sub: OrderSubmission, now: int) -> PlaceOutcome:
         """Validate, match and execute an order; every fill is an STF trade step.
 
         Raises :class:`IntakeError` (nothing changed) for a refused request.
         An order the engine refuses (e.g. POST_ONLY_WOULD_CROSS) is an outcome
-        with status REFUSED, not an error. ``hint``: the signer recovered off the
-        core (``sequencer.intake.recover_order_signer``), used only for exactly
-        this order's digest and signature.
+        with status REFUSED, not an error.
         """
         self._begin(now)
         try:
-            outcome, record = self._place(sub, hint)
+            outcome, record = self._place(sub)
         except IntakeError:
             self._abort()
             raise
@@ -1112,8 +1109,8 @@ class Exchange:
         if code is not _OK:
             raise IntakeError(code.name, f"the order would fail the STF ({code.name})")
 
-    def _place(self, sub: OrderSubmission, hint: SignerHint | None) -> tuple[PlaceOutcome, OrderRecord]:
-        cmd = validate_order(sub, self.db.view, self.chain.domain, self._now, self._known, hint)
+    def _place(self, sub: OrderSubmission) -> tuple[PlaceOutcome, OrderRecord]:
+        cmd = validate_order(sub, self.db.view, self.chain.domain, self._now, self._known)
         self._precheck(cmd)
         digest = cmd.digest
         body = cmd.order.body

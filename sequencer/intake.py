@@ -53,9 +53,6 @@ __all__ = [
     "validate_cancel",
     "validate_order",
     "validate_withdraw",
-    "SignerHint",
-    "order_signing_input",
-    "signing_digest",
 ]
 
 ACCOUNT_INDEX_LIMIT = 1 << 32
@@ -262,52 +259,6 @@ def parse_withdraw(params: Mapping[str, object]) -> WithdrawSubmission:
     )
 
 
-# ============================================================================ signer hints
-
-
-@dataclass(frozen=True, slots=True)
-class SignerHint:
-    """A signer recovered ahead of the core (on another thread): ``recover_signer(digest,
-    signature)``. :func:`validate_order` uses it only when both its digest and its
-    signature are byte-for-byte the ones it checks; otherwise it recovers again."""
-
-    digest: bytes
-    signature: bytes
-    signer: bytes | None
-
-
-def order_signing_input(sub: OrderSubmission, view: StateView) -> tuple[bytes, OrderBody] | None:
-    """The owner and body the order's digest is computed from, as :func:`validate_order`
-    will resolve them, or None when the request would be refused before its signature
-    is checked (nothing is raised: the core names the refusal)."""
-    index = sub.account
-    if index is None:
-        if sub.trader is None:
-            return None
-        index = view.account_index(sub.trader)
-        if index is None:
-            return None
-    if not 0 <= index < ACCOUNT_INDEX_LIMIT:
-        return None
-    account = view.account(index)
-    if account is None:
-        return None
-    if sub.entry is not None and sub.decoded is not None and sub.account == index:
-        return account.owner, sub.decoded.body
-    return account.owner, OrderBody(
-        index, sub.market, sub.is_buy, sub.flags, sub.price, sub.size, sub.expiry, sub.salt
-    )
-
-
-def signing_digest(domain: bytes, owner: bytes, body: OrderBody) -> bytes | None:
-    """The order's EIP-712 digest, or None for fields that cannot be encoded (the core
-    names that refusal)."""
-    try:
-        return order_hash(domain, owner, body)
-    except (ValueError, OverflowError, TypeError):
-        return None
-
-
 # ============================================================================ validation
 
 
@@ -368,12 +319,8 @@ def validate_order(
     domain: bytes,
     now: int,
     known: Callable[[bytes], str | None],
-    hint: SignerHint | None = None,
 ) -> OrderCommand:
     """Check an order and recover its signer; ``known(digest)`` names a duplicate.
-
-    ``hint`` (``recover_signer`` computed off the core) replaces the recovery only
-    when its digest and signature are exactly this order's.
 
     Order of checks: account, fields and market (:func:`check_order_fields`),
     duplicate (by EIP-712 digest), signature. The margin pre-check is the
@@ -394,11 +341,7 @@ def validate_order(
     code = known(digest)
     if code is not None:
         raise IntakeError(code, "this order (same EIP-712 digest) was already submitted")
-    if hint is not None and hint.digest == digest and hint.signature == sub.signature:
-        signer = hint.signer
-    else:
-        signer = recover_signer(digest, sub.signature)
-    if signer != owner:
+    if recover_signer(digest, sub.signature) != owner:
         raise IntakeError("BAD_SIGNATURE", "the signature does not recover to the account owner")
     if parsed is not None and sub.entry is not None:
         return OrderCommand(parsed, sub.entry, digest, owner, sub.market_order)

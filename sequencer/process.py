@@ -241,18 +241,22 @@ class AdaptiveBatcher:
         self.started = started
         self.interval = cfg.max_age
         """The current age limit, seconds (``max_age`` until the first recompute)."""
-        self.gas_price: int | None = None
         self._seen: deque[tuple[float, int, int]] = deque()
 
     def observe(self, at: float, steps: int, nbytes: int) -> None:
         """A batch of ``steps`` steps and ``nbytes`` bytes closed at ``at`` (monotonic s)."""
         self._seen.append((at, steps, nbytes))
+        self._forget_before(at - self.cfg.window)
+
+    def _forget_before(self, start: float) -> None:
+        seen = self._seen
+        while seen and seen[0][0] < start:
+            seen.popleft()
 
     def measured(self, now: float) -> tuple[float, float]:
         """(steps per second, bytes per step) over the last ``window`` seconds."""
-        seen, start = self._seen, now - self.cfg.window
-        while seen and seen[0][0] < start:
-            seen.popleft()
+        self._forget_before(now - self.cfg.window)
+        seen = self._seen
         steps = sum(s for _, s, _ in seen)
         nbytes = sum(b for _, _, b in seen)
         span = max(min(self.cfg.window, now - self.started), 1e-3)
@@ -269,7 +273,6 @@ class AdaptiveBatcher:
             flow=flow, risk_cost=c.risk_gwei * 1e9, bytes_per_tx=bytes_per_tx,
             min_interval=c.min_age, max_interval=c.max_age, max_bytes=self.max_bytes,
         )
-        self.gas_price = gas_price
         return self.interval
 
 
@@ -415,7 +418,6 @@ class SequencerProcess:
         self._send_lock = threading.Lock()
         """Held while the publisher or the defender sends from the operator account."""
         self.l1: L1Client | None = None
-        self.batcher: AdaptiveBatcher | None = None
         """The model-driven age limit (``[batcher] adaptive``), else None."""
         self._defender_status: dict[str, Any] | None = None
         """The defender's :meth:`Defender.status` after its last tick (replaced whole, never mutated)."""
@@ -463,14 +465,13 @@ class SequencerProcess:
         if not cfg.batcher.adaptive:
             return
         batcher = AdaptiveBatcher(cfg.batcher, cfg.max_batch_bytes, time.monotonic())
-        self.batcher = batcher
-        self.service.core.batch_hooks.append(
-            lambda closed: batcher.observe(time.monotonic(), closed.step_count, len(closed.encoded))
-        )
         self.service.max_batch_age = batcher.interval
         if self.l1 is None:
             log.warning("batcher.adaptive without [l1]: no gas price, the age limit stays at max_age")
             return
+        self.service.core.batch_hooks.append(
+            lambda closed: batcher.observe(time.monotonic(), closed.step_count, len(closed.encoded))
+        )
         self._tasks.append(asyncio.create_task(self._adapt_loop(batcher, self.l1)))
 
     def _age_limit(self) -> float:

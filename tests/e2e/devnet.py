@@ -20,7 +20,7 @@ with Devnet(tmp_path) as net:                     # anvil (automine) + the contr
   double of the one-step prover by default (a scenario with no dispute needs
   nothing else); ``real_prover=True`` deploys the real one (disputes).
   Contracts come from the disk cache of ``hfx deploy``
-  (``l1_contracts.deploy_cli.cached_compile``, keyed by the sources: only
+  (``l1_contracts.deploy.compile_cached``, keyed by the sources: only
   the first run on a machine compiles); while the devnet runs,
   ``l1_contracts.deploy.compile_contract`` serves them, so the bindings
   (``net.contracts()``) work in the test process.
@@ -128,13 +128,11 @@ ALL_CONTRACTS = ("Token", "Bridge", "Rollup", "OneStepProver", deploy.TEST_PROVE
 
 @cache
 def cached_compile(name: str) -> Compiled:
-    """``compile_contract(name)`` through the disk cache of ``hfx deploy`` (``l1_contracts.deploy_cli``),
+    """``compile_contract(name)`` through the disk cache (``l1_contracts.deploy.compile_cached``),
     once per process; only the first run on a machine compiles (25–40 s for the prover)."""
-    from l1_contracts.deploy_cli import cached_compile as from_disk
-
     if deploy.compile_contract is not _COMPILER:
         raise DevnetError(f"{name} is not compiled yet and the compiler is patched")
-    return from_disk(name)
+    return deploy.compile_cached(name)[0]
 
 
 _COMPILER = deploy.compile_contract

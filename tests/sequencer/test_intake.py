@@ -7,7 +7,6 @@ memory, clock).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -357,76 +356,3 @@ def test_l1_queue_refusals(desk: Desk) -> None:
     before = desk.state()
     assert desk.ex.add_l1_items([other], [], desk.now, deposit_start=0).deposits == ()
     assert desk.state() == before
-
-
-# ============================================================================ signer hints
-
-
-def test_signer_hint_counts_only_for_its_exact_digest_and_signature(desk: Desk) -> None:
-    """A hint recovered off the core replaces the recovery only for the same digest and
-    signature: any other hint is ignored and the refusal is the one without a hint."""
-    from sequencer.intake import SignerHint, order_signing_input, signing_digest
-    from state.eip712 import recover_signer
-
-    body = desk.body("maker", ETH_PERP, False, 3_001_000, 5)
-    good = OrderSubmission.from_entry(desk.entry("maker", body))
-    wrong = OrderSubmission.from_entry(desk.entry("taker", body))  # the taker signed the maker's order
-    signing = order_signing_input(wrong, desk.ex.view)
-    assert signing == (desk.address("maker"), body)
-    digest = signing_digest(desk.world.domain, *signing)
-    assert digest is not None and digest == desk.digest("maker", wrong)
-    maker = desk.address("maker")
-    for stale in (
-        SignerHint(digest, good.signature, maker),  # the right signer, but for another signature
-        SignerHint(b"\x00" * 32, wrong.signature, maker),  # the signature, under another digest
-    ):
-        refused(desk, "BAD_SIGNATURE", lambda h=stale: desk.ex.place_order(wrong, desk.now, h))  # type: ignore[misc]
-    exact = SignerHint(digest, wrong.signature, recover_signer(digest, wrong.signature))
-    refused(desk, "BAD_SIGNATURE", lambda: desk.ex.place_order(wrong, desk.now, exact))
-    hint = SignerHint(digest, good.signature, recover_signer(digest, good.signature))
-    assert desk.ex.place_order(good, desk.now, hint).status is Status.RESTING
-    # what the service cannot resolve gets no hint (the core names the refusal)
-    assert order_signing_input(sub_with(desk, "maker", body, account=999), desk.ex.view) is None
-    assert signing_digest(desk.world.domain, maker, dataclasses.replace(body, price=-1)) is None
-
-
-def test_service_recovers_signers_in_its_signer_process() -> None:
-    """Through ``ExchangeService`` with the signer process up: orders are accepted on the
-    process's recoveries, and bad signatures get exactly the refusal the core gives alone."""
-    import asyncio
-    import time
-
-    from sequencer.service import ExchangeService
-
-    async def main() -> None:
-        desk = Desk.create()
-        svc = ExchangeService(desk.ex, clock=lambda: desk.now, recover_signers=True)
-        pool = svc.signers
-        assert pool is not None  # started with the service, inside the running loop
-        deadline = time.monotonic() + 20
-        while not pool.ready:
-            assert time.monotonic() < deadline, "signer process did not start"
-            await asyncio.sleep(0.02)
-        body = desk.body("maker", ETH_PERP, False, 3_001_000, 5)
-        entry = desk.entry("maker", body)
-        r, s, v = entry[39:71], int.from_bytes(entry[71:103], "big"), entry[103]
-        bad = [
-            body.encode() + r + (SECP256K1_N - s).to_bytes(32, "big") + bytes([v ^ 1]),  # high-s twin
-            desk.entry("taker", body),  # the wrong signer
-            body.encode() + b"\xff" * 65,  # not a signature
-        ]
-        for raw in bad:
-            before = desk.state()
-            with pytest.raises(IntakeError) as info:
-                await svc.place_order(OrderSubmission.from_entry(raw))
-            assert info.value.code == "BAD_SIGNATURE" and desk.state() == before
-        outs = await asyncio.gather(*(
-            svc.place_order(desk.order("maker", ETH_PERP, False, 3_001_000 + 1_000 * i, 1))
-            for i in range(10)
-        ))
-        assert all(o.status is Status.RESTING for o in outs)
-        assert pool.answered >= 13  # every one went through the process
-        await svc.aclose()
-        assert svc.signers is None
-
-    asyncio.run(main())
