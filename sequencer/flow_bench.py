@@ -25,6 +25,7 @@ first prices is posted but not counted):
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import sys
@@ -36,7 +37,7 @@ from typing import Any
 from sequencer.exchange import Exchange, ExchangeConfig, PlaceOutcome
 from sequencer.intake import CancelSubmission, IntakeError, OrderSubmission
 from sequencer.open_batch import ClosedBatch
-from state.batch import Batch
+from state.batch import Batch, packed_entry_size
 from state.constants import FLAG_IOC, FLAG_POST_ONLY, KIND_PERP, ORACLE_UNDERLYING_BASE
 from state.context import ChainConfig, L1Deposit
 from state.db import StateDB
@@ -118,7 +119,7 @@ class FlowStats:
     batches: int = 0
     batch_bytes: int = 0
     table_bytes: int = 0
-    """Bytes of order-table entries (104 each)."""
+    """Bytes of the packed order-table entries (docs/stf.md §5.2)."""
     entries: int = 0
 
     @property
@@ -193,7 +194,8 @@ class _Flow:
         self.accounts: dict[bytes, int] = {}
         self.quotes: list[deque[bytes]] = [deque() for _ in maker_keys]
         self.stats = FlowStats()
-        self.salt = 0
+        self._salt_rng = random.Random(spec.seed + 1)
+        self._salts: dict[bytes, itertools.count[int]] = {}
 
     def account(self, owner: bytes) -> int:
         index = self.accounts.get(owner)
@@ -212,8 +214,10 @@ class _Flow:
     def _order(self, who: tuple[bytes, bytes], market: int, is_buy: bool, flags: int, price: int,
                size: int, expiry: int) -> tuple[bytes, OrderSubmission]:
         key, owner = who
-        self.salt += 1
-        body = OrderBody(self.account(owner), market, is_buy, flags, price, size, expiry, self.salt)
+        salts = self._salts.get(owner)
+        if salts is None:  # as sequencer.client does: a counter from a random 40-bit start
+            salts = self._salts[owner] = itertools.count(self._salt_rng.getrandbits(40))
+        body = OrderBody(self.account(owner), market, is_buy, flags, price, size, expiry, next(salts))
         signed = sign_order(key, owner, self.domain, body)
         return order_hash(self.domain, owner, body), OrderSubmission.from_entry(signed.encode())
 
@@ -320,7 +324,7 @@ def _count(closed: ClosedBatch, stats: FlowStats) -> None:
     stats.batches += 1
     stats.batch_bytes += len(closed.encoded)
     stats.entries += len(batch.orders)
-    stats.table_bytes += sum(len(e) for e in batch.orders)
+    stats.table_bytes += sum(packed_entry_size(e) for e in batch.orders)
     for step in batch.steps:
         kind = step[0]
         if kind == KIND_TRADE:
@@ -400,6 +404,7 @@ class L1Cost:
             "flow_batches": float(len(self._flow_posts())),
             "flow_order_to_trade": round(s.order_to_trade, 2),
             "flow_entries_per_fill": round(s.entries / max(s.fills, 1), 3),
+            "flow_table_bytes_per_fill": round(s.table_bytes / max(s.fills, 1), 1),
         }
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sequencer.intake import IntakeError
-from state.batch import Batch
+from state.batch import MAX_PACKED_ENTRY_SIZE, Batch, packed_entry_size
 from state.context import (
     AccountReader,
     BatchContext,
@@ -31,7 +31,7 @@ from state.context import (
 from state.eip712 import recover_signer
 from state.signing import order_hash
 from state.transition import Receipt
-from state.txs import KIND_DEPOSIT, KIND_FORCED, ORDER_ENTRY_SIZE, SignedOrder
+from state.txs import KIND_DEPOSIT, KIND_FORCED, SignedOrder
 
 __all__ = ["BATCH_HEADER_BYTES", "ClosedBatch", "LiveOrderTable", "OpenBatch", "QueueMirror"]
 
@@ -231,9 +231,10 @@ class OpenBatch:
         self.forced_count = 0
 
     def fits(self, step_len: int, new_orders: int, limits: BatchLimits) -> bool:
-        """Whether one more step (and ``new_orders`` entries) stay within ``limits``."""
+        """Whether one more step (and ``new_orders`` entries, counted at their largest
+        packed size) stay within ``limits``."""
         return (
-            self.nbytes + STEP_OVERHEAD + step_len + ORDER_ENTRY_SIZE * new_orders
+            self.nbytes + STEP_OVERHEAD + step_len + MAX_PACKED_ENTRY_SIZE * new_orders
             <= limits.max_bytes
             and len(self.table) + new_orders <= limits.max_orders
             and len(self.steps) < limits.max_steps
@@ -252,12 +253,12 @@ class OpenBatch:
         owner: bytes | None = None, verified: bool = False,
     ) -> int:
         """Add an order entry; returns its reference."""
-        self.nbytes += ORDER_ENTRY_SIZE
+        self.nbytes += packed_entry_size(entry)
         return self.table.append(order, entry, digest, owner, verified)
 
     def unpost(self, length: int) -> None:
         """Drop the entries posted from ``length`` on."""
-        self.nbytes -= ORDER_ENTRY_SIZE * (len(self.table) - length)
+        self.nbytes -= sum(packed_entry_size(e) for e in self.table.entries[length:])
         self.table.truncate(length)
 
     def add_step(self, step: bytes, receipt: Receipt) -> int:

@@ -1,4 +1,13 @@
-"""The batch: a timestamp, an order table and a list of steps (docs/stf.md §5.1)."""
+"""The batch: a timestamp, an order table and a list of steps (docs/stf.md §5.1).
+
+On L1 each order-table entry is *packed* (docs/stf.md §5.2): its integers
+without leading zero bytes and its signature in 64 bytes (EIP-2098). The STF,
+the commitment and the one-step prover only ever see the 104-byte entry that
+a packed one stands for; :meth:`Batch.decode` expands, :meth:`Batch.encode`
+packs. An entry that does not pack (``is_buy`` not 0 or 1, flags over 15, a
+``v`` other than 27 or 28, an ``s`` with its top bit set) is written whole
+after the escape byte ``0xE0``.
+"""
 
 from __future__ import annotations
 
@@ -7,21 +16,122 @@ from dataclasses import dataclass
 from state.errors import InvalidBatchError
 from state.txs import ORDER_ENTRY_SIZE
 
+__all__ = [
+    "BATCH_VERSION", "MAX_ORDERS", "MAX_PACKED_ENTRY_SIZE", "MAX_STEP_SIZE", "MIN_PACKED_ENTRY_SIZE",
+    "RAW_ENTRY", "Batch", "pack_entry", "packed_entry_size", "unpack_entry",
+]
+
 BATCH_VERSION = 1
 MAX_ORDERS = 0xFFFF
 MAX_STEP_SIZE = 0xFFFF
 
+RAW_ENTRY = 0xE0
+"""First byte of an entry written whole: the 104 bytes follow."""
+GTC_CODE = 9
+"""Expiry code for 2⁶⁴−1 (good till cancelled): no expiry bytes follow."""
+_GTC = b"\xff" * 8
+_PACKED_FIXED = 4 + 64  # head, lens, more, market; r and yParityAndS
+MIN_PACKED_ENTRY_SIZE = _PACKED_FIXED
+MAX_PACKED_ENTRY_SIZE = 1 + ORDER_ENTRY_SIZE
+
+
+def _packs(entry: bytes) -> bool:
+    return entry[5] <= 1 and entry[6] <= 15 and entry[103] in (27, 28) and entry[71] < 0x80
+
+
+def pack_entry(entry: bytes) -> bytes:
+    """The packed form of a 104-byte order entry (docs/stf.md §5.2)::
+
+        head u8 (account length << 5 | is_buy << 4 | flags) | lens u8 (price length << 4 |
+        size length) | more u8 (expiry code << 4 | salt length) | market u8 | account |
+        price | size | expiry | salt | r (32) | yParityAndS (32)
+
+    or ``0xE0 ‖ entry`` when it does not pack."""
+    if len(entry) != ORDER_ENTRY_SIZE:
+        raise InvalidBatchError("order entry must be 104 bytes")
+    if not _packs(entry):
+        return bytes([RAW_ENTRY]) + entry
+    account = entry[0:4].lstrip(b"\x00")
+    price = entry[7:15].lstrip(b"\x00")
+    size = entry[15:23].lstrip(b"\x00")
+    raw_expiry = entry[23:31]
+    expiry = b"" if raw_expiry == _GTC else raw_expiry.lstrip(b"\x00")
+    expiry_code = GTC_CODE if raw_expiry == _GTC else len(expiry)
+    salt = entry[31:39].lstrip(b"\x00")
+    head = len(account) << 5 | entry[5] << 4 | entry[6]
+    y_parity_and_s = bytes([entry[71] | (entry[103] - 27) << 7]) + entry[72:103]
+    return b"".join((
+        bytes((head, len(price) << 4 | len(size), expiry_code << 4 | len(salt), entry[4])),
+        account, price, size, expiry, salt, entry[39:71], y_parity_and_s,
+    ))
+
+
+def packed_entry_size(entry: bytes) -> int:
+    """``len(pack_entry(entry))``, without building it."""
+    if not _packs(entry):
+        return MAX_PACKED_ENTRY_SIZE
+    raw_expiry = entry[23:31]
+    expiry = 0 if raw_expiry == _GTC else len(raw_expiry.lstrip(b"\x00"))
+    return (
+        _PACKED_FIXED + len(entry[0:4].lstrip(b"\x00")) + len(entry[7:15].lstrip(b"\x00"))
+        + len(entry[15:23].lstrip(b"\x00")) + expiry + len(entry[31:39].lstrip(b"\x00"))
+    )
+
+
+def unpack_entry(data: bytes, at: int) -> tuple[bytes, int]:
+    """The 104-byte entry packed at ``data[at:]`` and the offset after it.
+
+    Raises InvalidBatchError unless a whole packed entry is there: a length
+    over its field's width (account 4, others 8), an expiry code over 9, or
+    too few bytes. Non-minimal lengths (leading zero bytes) are accepted."""
+    n = len(data)
+    if n < at + _PACKED_FIXED:
+        raise InvalidBatchError("truncated order table")
+    head = data[at]
+    if head == RAW_ENTRY:
+        end = at + MAX_PACKED_ENTRY_SIZE
+        if n < end:
+            raise InvalidBatchError("truncated order table")
+        return data[at + 1 : end], end
+    lens, more, market = data[at + 1], data[at + 2], data[at + 3]
+    a, p, z, e, t = head >> 5, lens >> 4, lens & 15, more >> 4, more & 15
+    if a > 4 or p > 8 or z > 8 or e > GTC_CODE or t > 8:
+        raise InvalidBatchError("bad packed order entry")
+    e_len = 0 if e == GTC_CODE else e
+    at += 4
+    end = at + a + p + z + e_len + t + 64
+    if n < end:
+        raise InvalidBatchError("truncated order table")
+    account = data[at : at + a]
+    at += a
+    price = data[at : at + p]
+    at += p
+    size = data[at : at + z]
+    at += z
+    expiry = _GTC if e == GTC_CODE else data[at : at + e_len]
+    at += e_len
+    salt = data[at : at + t]
+    at += t
+    y = data[at + 32]
+    entry = b"".join((
+        account.rjust(4, b"\x00"), bytes((market, head >> 4 & 1, head & 15)),
+        price.rjust(8, b"\x00"), size.rjust(8, b"\x00"), expiry.rjust(8, b"\x00"),
+        salt.rjust(8, b"\x00"), data[at : at + 32], bytes([y & 0x7F]), data[at + 33 : end],
+        bytes([27 + (y >> 7)]),
+    ))
+    return entry, end
+
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch as the STF sees it."""
+    """One batch as the STF sees it: ``orders`` are 104-byte entries."""
 
     timestamp: int
     orders: tuple[bytes, ...]
     steps: tuple[bytes, ...]
 
     def encode(self) -> bytes:
-        """Layout: version u8 | timestamp u64 | n_orders u16 | n_orders × 104 bytes |
+        """Layout: version u8 | timestamp u64 | n_orders u16 | n_orders × packed entry |
         n_steps u32 | n_steps × (length u16 | step bytes)."""
         if len(self.orders) > MAX_ORDERS:
             raise InvalidBatchError("too many orders")
@@ -30,10 +140,7 @@ class Batch:
             self.timestamp.to_bytes(8, "big"),
             len(self.orders).to_bytes(2, "big"),
         ]
-        for entry in self.orders:
-            if len(entry) != ORDER_ENTRY_SIZE:
-                raise InvalidBatchError("order entry must be 104 bytes")
-            parts.append(entry)
+        parts.extend(pack_entry(entry) for entry in self.orders)
         parts.append(len(self.steps).to_bytes(4, "big"))
         for step in self.steps:
             if len(step) > MAX_STEP_SIZE:
@@ -50,14 +157,12 @@ class Batch:
         timestamp = int.from_bytes(data[1:9], "big")
         n_orders = int.from_bytes(data[9:11], "big")
         at = 11
-        end_orders = at + n_orders * ORDER_ENTRY_SIZE
-        if len(data) < end_orders + 4:
+        orders = []
+        for _ in range(n_orders):
+            entry, at = unpack_entry(data, at)
+            orders.append(entry)
+        if len(data) < at + 4:
             raise InvalidBatchError("truncated order table")
-        orders = tuple(
-            data[at + i * ORDER_ENTRY_SIZE : at + (i + 1) * ORDER_ENTRY_SIZE]
-            for i in range(n_orders)
-        )
-        at = end_orders
         n_steps = int.from_bytes(data[at : at + 4], "big")
         at += 4
         steps = []
@@ -72,4 +177,4 @@ class Batch:
             at += size
         if at != len(data):
             raise InvalidBatchError("trailing bytes")
-        return Batch(timestamp, orders, tuple(steps))
+        return Batch(timestamp, tuple(orders), tuple(steps))

@@ -82,7 +82,10 @@ MALFORMED = {
     "empty": b"",
     "short header": b"\x01" + b"\x00" * 10,
     "bad version": b"\x02" + b"\x00" * 10 + b"\x00\x00\x00\x01" + b"\x00\x00",
-    "truncated order table": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\x00" * 100 + b"\x00\x00\x00\x01",
+    "truncated order table": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\x00" * 64 + b"\x00\x00\x00\x01",
+    "truncated whole entry": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\xe0" + b"\x00" * 100 + b"\x00\x00\x00\x01",
+    "bad packed length": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\xa0" + b"\x00" * 67 + b"\x00\x00\x00\x01"
+    + b"\x00\x01\x06",
     "truncated step length": b"\x01" + b"\x00" * 10 + b"\x00\x00\x00\x02" + b"\x00\x00" + b"\x00",
     "truncated step": b"\x01" + b"\x00" * 10 + b"\x00\x00\x00\x01" + b"\x00\x05" + b"\x06" * 4,
     "trailing bytes": b"\x01" + b"\x00" * 10 + b"\x00\x00\x00\x01" + b"\x00\x01\x06" + b"\x00",
@@ -292,8 +295,8 @@ def test_gas_post_batch(chain: L1Chain) -> None:
 
     from state.txs import encode_trade
 
-    def gas_of(steps: list[bytes], orders: int = 0) -> tuple[int, int]:
-        batch = Batch(now(), tuple(os.urandom(104) for _ in range(orders)), tuple(steps))
+    def gas_of(steps: list[bytes], orders: tuple[bytes, ...] = ()) -> tuple[int, int]:
+        batch = Batch(now(), orders, tuple(steps))
         data = batch.encode()
         with boa.env.anchor(), boa.env.prank(chain.sequencer):
             chain.rollup.postBatch(data, bad_root(b"gas"), len(steps))
@@ -302,7 +305,7 @@ def test_gas_post_batch(chain: L1Chain) -> None:
     # warm the proposer's locked-bond slot as a running sequencer has it
     chain.post(chain.batch([encode_funding()]), bad_root(b"warm"))
     trades = [encode_trade(i % 300, (i + 1) % 300, 1 + i) for i in range(1_000)]
-    g1, _ = gas_of(trades[:1])
+    g1, n1 = gas_of(trades[:1])
     g100, n100 = gas_of(trades[:100])
     g1000, n1000 = gas_of(trades)
     per_step = (g1000 - g100) / 900
@@ -316,8 +319,18 @@ def test_gas_post_batch(chain: L1Chain) -> None:
     g20w, n20w = gas_of(big[:20])
     report("postBatch marginal per withdraw-sized step (108 bytes)", round((g200w - g20w) / 180))
     report("postBatch marginal per byte of withdraw-sized steps", round((g200w - g20w) / (n200w - n20w)))
-    go, no = gas_of(trades[:1], orders=100)
-    report("postBatch marginal per order entry (104 bytes)", round((go - g1) / 100))
+    whole = tuple(os.urandom(104) for _ in range(100))  # random v: written whole (105 bytes)
+    go, _ = gas_of(trades[:1], orders=whole)
+    report("postBatch marginal per order entry written whole (105 bytes)", round((go - g1) / 100))
+    packed = tuple(  # a typical order: account, price, size, expiry and salt of 1, 3, 1, 4, 5 bytes
+        (7 + i).to_bytes(4, "big") + bytes((0, i % 2, 1)) + (3_000_000 + i).to_bytes(8, "big")
+        + (1 + i % 20).to_bytes(8, "big") + (1_800_000_000 + i).to_bytes(8, "big")
+        + (2**39 + i).to_bytes(8, "big") + os.urandom(32) + bytes([os.urandom(1)[0] & 0x7F])
+        + os.urandom(31) + bytes([27 + i % 2])
+        for i in range(100)
+    )
+    gp, npk = gas_of(trades[:1], orders=packed)
+    report(f"postBatch marginal per packed order entry ({(npk - n1) // 100} bytes)", round((gp - g1) / 100))
     assert g1 < 260_000 and per_step < 1_500
 
 

@@ -375,7 +375,7 @@ def _random_session(desk: Desk, rng: random.Random, n: int, close_every: int = 0
 
 
 def test_batches_close_by_size_and_replay_to_the_same_roots() -> None:
-    config = ExchangeConfig(max_batch_bytes=3_000, reserve_bytes=400)
+    config = ExchangeConfig(max_batch_bytes=2_400, reserve_bytes=400)
     desk = Desk.create(config=config, traders=tuple(f"t{i}" for i in range(6)), amount=1_000_000 * USDC)
     _random_session(desk, random.Random(5), 400)
     ex = desk.ex
@@ -386,16 +386,16 @@ def test_batches_close_by_size_and_replay_to_the_same_roots() -> None:
     assert stamps == sorted(stamps) and stamps[-1] <= desk.now
     split = False
     for b in batches:
-        assert len(b.encoded) <= 3_000 and b.step_count == len(b.receipts)
+        assert len(b.encoded) <= 2_400 and b.step_count == len(b.receipts)
         decoded = Batch.decode(b.encoded)
         assert len(set(decoded.orders)) == len(decoded.orders)  # each order once per batch
-        split |= len(b.encoded) > 3_000 - 400
+        split |= len(b.encoded) > 2_400 - 400
     assert split  # some batch filled up within a command
     live_matches_book(ex)
 
 
 def test_fills_of_one_order_straddle_batches() -> None:
-    config = ExchangeConfig(max_batch_bytes=1_000, reserve_bytes=200)
+    config = ExchangeConfig(max_batch_bytes=600, reserve_bytes=100)
     desk = Desk.create(config=config, traders=tuple(f"m{i}" for i in range(8)) + ("taker",))
     ex = desk.ex
     ex.close_batch(desk.now)
@@ -549,7 +549,7 @@ def test_sealing_thread_gives_the_same_batches_roots_and_recovery(tmp_path: Path
     checkpoints included, and the directory it leaves recovers to the same root."""
     from concurrent.futures import ThreadPoolExecutor
 
-    config = ExchangeConfig(max_batch_bytes=3_000, reserve_bytes=400, checkpoint_every=2,
+    config = ExchangeConfig(max_batch_bytes=2_000, reserve_bytes=300, checkpoint_every=2,
                             cache_reset_batches=3)
     inline = Desk.create(tmp_path / "inline", config=config)
     threaded = Desk.create(tmp_path / "threaded", config=config)

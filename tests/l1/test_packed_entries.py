@@ -1,0 +1,153 @@
+"""Packed order entries (docs/stf.md §5.2): the Python codec and ``Rollup.postBatch``
+agree on which bytes parse and on the 104-byte entries they stand for."""
+
+from __future__ import annotations
+
+import boa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from l1_contracts.bindings import BatchData, BatchRejected, parse_batch
+from state.batch import (
+    MAX_PACKED_ENTRY_SIZE,
+    MIN_PACKED_ENTRY_SIZE,
+    RAW_ENTRY,
+    Batch,
+    pack_entry,
+    packed_entry_size,
+    unpack_entry,
+)
+from state.errors import InvalidBatchError
+from state.txs import ORDER_ENTRY_SIZE, encode_funding
+from tests.l1.fixtures_rollup import L1Chain, bad_root, now
+
+GTC = (1 << 64) - 1
+
+
+def _int(width: int) -> st.SearchStrategy[int]:
+    """Integers of ``width`` bytes, weighted to every byte length (zero included)."""
+    return st.integers(0, width * 8).flatmap(lambda bits: st.integers(0, (1 << bits) - 1))
+
+
+@st.composite
+def packable_entries(draw: st.DrawFn) -> bytes:
+    """104-byte entries with every field in the packed form's reach."""
+    expiry = draw(st.one_of(st.just(GTC), _int(8)))
+    return (
+        draw(_int(4)).to_bytes(4, "big")
+        + bytes((draw(st.integers(0, 255)), draw(st.integers(0, 1)), draw(st.integers(0, 15))))
+        + b"".join(draw(_int(8)).to_bytes(8, "big") for _ in range(2))
+        + expiry.to_bytes(8, "big")
+        + draw(_int(8)).to_bytes(8, "big")
+        + draw(st.binary(min_size=32, max_size=32))
+        + draw(st.integers(0, (1 << 255) - 1)).to_bytes(32, "big")
+        + bytes([draw(st.sampled_from((27, 28)))])
+    )
+
+
+entries = st.one_of(packable_entries(), st.binary(min_size=ORDER_ENTRY_SIZE, max_size=ORDER_ENTRY_SIZE))
+
+
+@given(entries)
+def test_pack_round_trips(entry: bytes) -> None:
+    packed = pack_entry(entry)
+    assert len(packed) == packed_entry_size(entry)
+    assert MIN_PACKED_ENTRY_SIZE <= len(packed) <= MAX_PACKED_ENTRY_SIZE
+    assert unpack_entry(packed + b"\x07" * 5, 0) == (entry, len(packed))
+    with pytest.raises(InvalidBatchError):
+        unpack_entry(packed[:-1], 0)
+
+
+def test_what_packs() -> None:
+    entry = bytes(4) + bytes((3, 1, 2)) + (5).to_bytes(8, "big") * 2 + GTC.to_bytes(8, "big") \
+        + bytes(8) + b"\x11" * 32 + b"\x22" * 32 + b"\x1c"
+    packed = pack_entry(entry)
+    # head (account 0 bytes, buy, flags 2), lens (1, 1), more (GTC, salt 0 bytes), market
+    assert packed[:4] == bytes((0x12, 0x11, 0x90, 3)) and len(packed) == 4 + 2 + 64
+    assert packed[-32] == 0x22 | 0x80  # v = 28 in the top bit of s
+    for at, value in ((5, 2), (6, 16), (103, 29), (71, 0x80)):
+        odd = bytearray(entry)
+        odd[at] = value
+        assert pack_entry(bytes(odd)) == bytes([RAW_ENTRY]) + bytes(odd)
+
+
+@pytest.mark.parametrize("head", [
+    bytes((5 << 5, 0, 0, 0)),  # account length 5
+    bytes((0, 9 << 4, 0, 0)),  # price length 9
+    bytes((0, 9, 0, 0)),  # size length 9
+    bytes((0, 0, 10 << 4, 0)),  # expiry code 10
+    bytes((0, 0, 9, 0)),  # salt length 9
+    bytes((0xE1, 0, 0, 0)),  # neither the escape nor an account length
+])
+def test_unpack_refuses_bad_lengths(head: bytes) -> None:
+    with pytest.raises(InvalidBatchError):
+        unpack_entry(head + bytes(120), 0)
+
+
+@pytest.fixture(scope="module")
+def chain() -> L1Chain:
+    return L1Chain()
+
+
+def _expected(data: bytes) -> BatchData | None:
+    """The commitment Python computes for ``data``, or None when it refuses to parse."""
+    try:
+        return BatchData.of(parse_batch(data), 0, 0)
+    except BatchRejected:
+        return None
+
+
+def _check_rollup_agrees(chain: L1Chain, data: bytes) -> None:
+    expected = _expected(data)
+    with boa.env.anchor(), boa.env.prank(chain.sequencer):
+        if expected is None:
+            with pytest.raises(boa.BoaError) as refused:
+                chain.rollup.postBatch(data, bad_root(b"x"), 1)
+            assert "BAD_BATCH" in str(refused.value) or "NO_STEPS" in str(refused.value)
+        elif expected.deposit_end == 0 and expected.forced_end == 0:
+            index = chain.rollup.postBatch(data, bad_root(b"x"), expected.n_steps)
+            assert chain.rollup.batch(index).data_hash == expected.data_hash()
+
+
+@settings(max_examples=max(10, settings().max_examples // 4), suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(st.lists(entries, max_size=5), st.data())
+def test_rollup_parses_packed_tables_as_python(chain: L1Chain, table: list[bytes], data: st.DataObject) -> None:
+    """Whole batches, then the same bytes with one table byte changed or cut short."""
+    encoded = Batch(now(), tuple(table), (encode_funding(),)).encode()
+    _check_rollup_agrees(chain, encoded)
+    end = len(encoded) - 7  # n_steps, one length prefix, the funding step
+    if end > 11:
+        at = data.draw(st.integers(11, end - 1), label="at")
+        byte = data.draw(st.integers(0, 255), label="byte")
+        _check_rollup_agrees(chain, encoded[:at] + bytes([byte]) + encoded[at + 1:])
+        cut = data.draw(st.integers(11, end - 1), label="cut")
+        _check_rollup_agrees(chain, encoded[:cut] + encoded[end:])
+
+
+def _naive_fields_size(head: bytes) -> int:
+    """The field bytes the nibbles of ``head`` ask for, whether or not they are allowed."""
+    a, p, z, e, t = head[0] >> 5, head[1] >> 4, head[1] & 15, head[2] >> 4, head[2] & 15
+    return a + p + z + (0 if e == 9 else e) + t
+
+
+@pytest.mark.parametrize("position", [0, 1, 2])
+def test_rollup_agrees_on_every_head_byte(chain: L1Chain, position: int) -> None:
+    """Every value of each length byte of a packed entry, followed by as many field
+    bytes as it asks for, the signature and the steps: the two parsers agree on each."""
+    entry = (7).to_bytes(4, "big") + bytes((1, 0, 3)) + (3_000_000).to_bytes(8, "big") \
+        + (20).to_bytes(8, "big") + (1_800_000_000).to_bytes(8, "big") + (99).to_bytes(8, "big") \
+        + b"\x5a" * 32 + b"\x3c" * 32 + b"\x1b"
+    encoded = Batch(now(), (entry,), (encode_funding(),)).encode()
+    packed = pack_entry(entry)
+    signature, tail = packed[-64:], encoded[11 + len(packed):]
+    accepted = 0
+    for value in range(256):
+        head = bytearray(packed[:4])
+        head[position] = value
+        fields = bytes(range(1, 1 + _naive_fields_size(head)))
+        data = encoded[:11] + bytes(head) + fields + signature + tail
+        accepted += _expected(data) is not None
+        _check_rollup_agrees(chain, data)
+    assert 0 < accepted < 256
