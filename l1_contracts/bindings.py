@@ -84,16 +84,19 @@ class ParsedBatch:
 
     timestamp: int
     orders: tuple[bytes, ...]
+    """The 104-byte entries (what the STF reads)."""
     steps: tuple[bytes, ...]
     n_deposits: int
     """Steps whose first byte is 0x01: deposit-queue items the batch consumes."""
     n_forced: int
     """Steps whose first byte is 0x0A: forced-queue items the batch consumes."""
+    written: tuple[bytes, ...]
+    """The entries as the batch bytes write them (docs/stf.md §5.2): the leaves hash these."""
 
     @property
     def orders_root(self) -> bytes:
-        """Merkle root of keccak256(order entry i)."""
-        return merkle_root([keccak256(o) for o in self.orders])
+        """Merkle root of keccak256(written order entry i)."""
+        return merkle_root([keccak256(o) for o in self.written])
 
     @property
     def steps_root(self) -> bytes:
@@ -106,7 +109,7 @@ class ParsedBatch:
 
     def order_branch(self, index: int) -> list[bytes]:
         """The Merkle branch of order entry ``index`` against :attr:`orders_root`."""
-        return merkle_branch([keccak256(o) for o in self.orders], index)
+        return merkle_branch([keccak256(o) for o in self.written], index)
 
 
 def parse_batch(data: bytes) -> ParsedBatch:
@@ -124,7 +127,7 @@ def parse_batch(data: bytes) -> ParsedBatch:
         raise BatchRejected("no steps")
     n_deposits = sum(1 for s in batch.steps if s[:1] == bytes([KIND_DEPOSIT]))
     n_forced = sum(1 for s in batch.steps if s[:1] == bytes([KIND_FORCED]))
-    return ParsedBatch(batch.timestamp, batch.orders, batch.steps, n_deposits, n_forced)
+    return ParsedBatch(batch.timestamp, batch.orders, batch.steps, n_deposits, n_forced, batch.written)
 
 
 @dataclass(frozen=True)

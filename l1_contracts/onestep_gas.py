@@ -130,7 +130,7 @@ class Proven:
 def batch_data(batch: Batch, queues: ListQueues) -> tuple[Any, ...]:
     """The batch's data fields (BatchData), its queues consumed from position 0."""
     return (
-        merkle_root([keccak256(o) for o in batch.orders]),
+        merkle_root([keccak256(o) for o in batch.written]),
         merkle_root([keccak256(s) for s in batch.steps]),
         batch.timestamp, len(batch.orders), len(batch.steps),
         0, len(queues.deposits), 0, len(queues.forced_txs),

@@ -50,6 +50,7 @@ class OrderWitness:
 
     ref: int
     entry: bytes
+    """The entry as the batch writes it (docs/stf.md §5.2): its leaf is this hash."""
     branch: list[bytes]
 
 
@@ -110,9 +111,9 @@ def build_step_witness(
         writes.append(LeafWrite(key, value, trie.prove(key)))
         trie.commit({key: value})
     step_leaves = [keccak256(s) for s in batch.steps]
-    order_leaves = [keccak256(o) for o in batch.orders]
+    order_leaves = [keccak256(o) for o in batch.written]
     orders = [
-        OrderWitness(ref, batch.orders[ref], merkle_branch(order_leaves, ref))
+        OrderWitness(ref, batch.written[ref], merkle_branch(order_leaves, ref))
         for ref in dict.fromkeys(referenced_orders(step))
         if 0 <= ref < len(batch.orders)
     ]

@@ -1,12 +1,12 @@
 """The batch: a timestamp, an order table and a list of steps (docs/stf.md §5.1).
 
-On L1 each order-table entry is *packed* (docs/stf.md §5.2): its integers
-without leading zero bytes and its signature in 64 bytes (EIP-2098). The STF,
-the commitment and the one-step prover only ever see the 104-byte entry that
-a packed one stands for; :meth:`Batch.decode` expands, :meth:`Batch.encode`
-packs. An entry that does not pack (``is_buy`` not 0 or 1, flags over 15, a
-``v`` other than 27 or 28, an ``s`` with its top bit set) is written whole
-after the escape byte ``0xE0``.
+On L1 each order-table entry is *written packed* (docs/stf.md §5.2): its
+integers without leading zero bytes and its signature in 64 bytes (EIP-2098).
+The STF reads the 104-byte entry a written one stands for (``Batch.orders``);
+the commitment's leaves and the one-step prover take the written bytes
+(``Batch.written``). An entry that does not pack (``is_buy`` not 0 or 1, flags
+over 15, a ``v`` other than 27 or 28, an ``s`` with its top bit set) is
+written whole after the escape byte ``0xE0``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from state.errors import InvalidBatchError
-from state.txs import ORDER_ENTRY_SIZE
+from state.txs import ORDER_ENTRY_SIZE, SignedOrder, decode_order_entry
 
 __all__ = [
     "BATCH_VERSION", "MAX_ORDERS", "MAX_PACKED_ENTRY_SIZE", "MAX_STEP_SIZE", "MIN_PACKED_ENTRY_SIZE",
-    "RAW_ENTRY", "Batch", "pack_entry", "packed_entry_size", "unpack_entry",
+    "RAW_ENTRY", "Batch", "decode_written_order", "pack_entry", "packed_entry_size", "unpack_entry",
 ]
 
 BATCH_VERSION = 1
@@ -122,13 +122,33 @@ def unpack_entry(data: bytes, at: int) -> tuple[bytes, int]:
     return entry, end
 
 
+def decode_written_order(written: bytes) -> SignedOrder | None:
+    """The order a written entry stands for; None unless ``written`` is exactly one
+    entry (:func:`unpack_entry`) whose is_buy is 0 or 1 (the prover's twin decodes
+    the same way, docs/stf.md §5.2)."""
+    try:
+        entry, end = unpack_entry(written, 0)
+    except InvalidBatchError:
+        return None
+    return decode_order_entry(entry) if end == len(written) else None
+
+
 @dataclass(frozen=True)
 class Batch:
-    """One batch as the STF sees it: ``orders`` are 104-byte entries."""
+    """One batch: ``orders`` are the 104-byte entries the STF reads, ``written``
+    the same entries as the batch bytes write them (packed, unless given, as
+    :meth:`decode` gives them)."""
 
     timestamp: int
     orders: tuple[bytes, ...]
     steps: tuple[bytes, ...]
+    written: tuple[bytes, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.written) != len(self.orders):
+            if self.written:
+                raise InvalidBatchError("written entries do not match the order table")
+            object.__setattr__(self, "written", tuple(pack_entry(e) for e in self.orders))
 
     def encode(self) -> bytes:
         """Layout: version u8 | timestamp u64 | n_orders u16 | n_orders × packed entry |
@@ -140,7 +160,7 @@ class Batch:
             self.timestamp.to_bytes(8, "big"),
             len(self.orders).to_bytes(2, "big"),
         ]
-        parts.extend(pack_entry(entry) for entry in self.orders)
+        parts.extend(self.written)
         parts.append(len(self.steps).to_bytes(4, "big"))
         for step in self.steps:
             if len(step) > MAX_STEP_SIZE:
@@ -158,9 +178,12 @@ class Batch:
         n_orders = int.from_bytes(data[9:11], "big")
         at = 11
         orders = []
+        written = []
         for _ in range(n_orders):
-            entry, at = unpack_entry(data, at)
+            entry, end = unpack_entry(data, at)
             orders.append(entry)
+            written.append(data[at:end])
+            at = end
         if len(data) < at + 4:
             raise InvalidBatchError("truncated order table")
         n_steps = int.from_bytes(data[at : at + 4], "big")
@@ -177,4 +200,4 @@ class Batch:
             at += size
         if at != len(data):
             raise InvalidBatchError("trailing bytes")
-        return Batch(timestamp, tuple(orders), tuple(steps))
+        return Batch(timestamp, tuple(orders), tuple(steps), tuple(written))

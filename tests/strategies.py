@@ -1045,3 +1045,30 @@ def build_mixed_scenario(rng: random.Random, main_steps: int = 250) -> Scenario:
 def mixed_scenarios(draw: st.DrawFn, main_steps: int = 250) -> Scenario:
     """Scenarios from :func:`build_mixed_scenario` driven by a Hypothesis-controlled RNG."""
     return build_mixed_scenario(draw(st.randoms(use_true_random=False)), main_steps)
+
+
+# ---------------------------------------------------------------- written order entries
+
+GTC = (1 << 64) - 1
+"""Expiry of a good-till-cancelled order."""
+
+
+def _int_of_width(width: int) -> st.SearchStrategy[int]:
+    """Integers of ``width`` bytes, weighted to every byte length (zero included)."""
+    return st.integers(0, width * 8).flatmap(lambda bits: st.integers(0, (1 << bits) - 1))
+
+
+@st.composite
+def packable_entries(draw: st.DrawFn) -> bytes:
+    """104-byte entries with every field in the packed form's reach."""
+    expiry = draw(st.one_of(st.just(GTC), _int_of_width(8)))
+    return (
+        draw(_int_of_width(4)).to_bytes(4, "big")
+        + bytes((draw(st.integers(0, 255)), draw(st.integers(0, 1)), draw(st.integers(0, 15))))
+        + b"".join(draw(_int_of_width(8)).to_bytes(8, "big") for _ in range(2))
+        + expiry.to_bytes(8, "big")
+        + draw(_int_of_width(8)).to_bytes(8, "big")
+        + draw(st.binary(min_size=32, max_size=32))
+        + draw(st.integers(0, (1 << 255) - 1)).to_bytes(32, "big")
+        + bytes([draw(st.sampled_from((27, 28)))])
+    )

@@ -66,7 +66,7 @@ interface StepContract:
 # An order-table entry the step references, with its branch.
 struct OrderProof:
     ref: uint256
-    entry: Bytes[T.ORDER_ENTRY_SIZE]
+    entry: Bytes[T.WRITTEN_ENTRY_MAX]
     branch: DynArray[bytes32, Merkle.MAX_DEPTH]
 
 

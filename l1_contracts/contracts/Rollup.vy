@@ -100,7 +100,6 @@ ORDER_ENTRY_SIZE: constant(uint256) = 104
 RAW_ENTRY: constant(uint256) = 224
 MIN_PACKED_SIZE: constant(uint256) = 68
 GTC_CODE: constant(uint256) = 9
-U64_MAX: constant(uint256) = 2**64 - 1
 # An order table and a step count must fit in MAX_BATCH_BYTES.
 MAX_ORDERS: constant(uint256) = (MAX_BATCH_BYTES - HEADER_SIZE - 4) // MIN_PACKED_SIZE
 # Each step takes at least its 2-byte length prefix.
@@ -342,58 +341,24 @@ def postBatch(batch: Bytes[MAX_BATCH_BYTES], post_root: bytes32, step_count: uin
     # Offsets below: `at` <= n <= MAX_BATCH_BYTES and sizes < 2**16, so no
     # addition of offsets can overflow (the unsafe_adds are safe).
     for i: uint256 in range(n_orders, bound=MAX_ORDERS):
-        # Each leaf is the hash of the 104-byte entry the packed one stands for.
+        # Each leaf is the hash of the entry as written: its length is 105
+        # for RAW_ENTRY, else 4 head bytes, the fields and 64 signature bytes.
         assert n >= unsafe_add(at, MIN_PACKED_SIZE), "BAD_BATCH"
-        node: bytes32 = empty(bytes32)
         head: uint256 = extract32(batch, at, output_type=uint256)
-        if head >> 248 == RAW_ENTRY:
-            assert n >= unsafe_add(at, ORDER_ENTRY_SIZE + 1), "BAD_BATCH"
-            node = keccak256(slice(batch, unsafe_add(at, 1), ORDER_ENTRY_SIZE))
-            at = unsafe_add(at, ORDER_ENTRY_SIZE + 1)
-        else:
-            # `head` holds head u8 | lens u8 | more u8 | market u8 and the first
-            # 28 bytes of the fields, `rest` the next 32 (the fields take at
-            # most 36 bytes, and 64 signature bytes follow them, so both words
-            # are inside the batch).
-            rest: uint256 = extract32(batch, unsafe_add(at, 32), output_type=uint256)
+        size: uint256 = ORDER_ENTRY_SIZE + 1
+        if head >> 248 != RAW_ENTRY:
             a: uint256 = head >> 253
             p: uint256 = (head >> 244) & 15
             z: uint256 = (head >> 240) & 15
             e: uint256 = (head >> 236) & 15
             t: uint256 = (head >> 232) & 15
             assert a <= 4 and p <= 8 and z <= 8 and e <= GTC_CODE and t <= 8, "BAD_BATCH"
-            # A field of L bytes at bit offset o of head ‖ rest is the top L
-            # bytes of the word at o (o <= 256; a shift by 256 gives 0).
-            o: uint256 = 32 + (a << 3)
-            account: uint256 = (head << 32) >> unsafe_sub(256, a << 3)
-            price: uint256 = ((head << o) | (rest >> unsafe_sub(256, o))) >> unsafe_sub(256, p << 3)
-            o = unsafe_add(o, p << 3)
-            size: uint256 = ((head << o) | (rest >> unsafe_sub(256, o))) >> unsafe_sub(256, z << 3)
-            o = unsafe_add(o, z << 3)
-            expiry: uint256 = U64_MAX
-            if e != GTC_CODE:
-                expiry = ((head << o) | (rest >> unsafe_sub(256, o))) >> unsafe_sub(256, e << 3)
-                o = unsafe_add(o, e << 3)
-            salt: uint256 = ((head << o) | (rest >> unsafe_sub(256, o))) >> unsafe_sub(256, t << 3)
-            sig: uint256 = unsafe_add(at, unsafe_add(o, t << 3) >> 3)
-            at = unsafe_add(sig, 64)
-            assert n >= at, "BAD_BATCH"
-            r: uint256 = extract32(batch, sig, output_type=uint256)
-            y: uint256 = extract32(batch, unsafe_add(sig, 32), output_type=uint256)
-            # The 104-byte entry as three words and eight bytes: account u32 |
-            # market u8 | is_buy u8 | flags u8 | price u64 | size u64 |
-            # expiry u64 | salt u64 | r | s (y without its top bit) | v.
-            node = keccak256(concat(
-                convert(
-                    (account << 224) | (((head >> 224) & 255) << 216) | (((head >> 252) & 1) << 208)
-                    | (((head >> 248) & 15) << 200) | (price << 136) | (size << 72) | (expiry << 8)
-                    | (salt >> 56),
-                    bytes32,
-                ),
-                convert((salt << 200) | (r >> 56), bytes32),
-                convert((r << 200) | ((y << 1) >> 57), bytes32),
-                convert(convert(((y << 200) >> 192) | unsafe_add(27, y >> 255), uint64), bytes8),
-            ))
+            if e == GTC_CODE:
+                e = 0
+            size = unsafe_add(MIN_PACKED_SIZE, unsafe_add(unsafe_add(a, p), unsafe_add(unsafe_add(z, e), t)))
+        assert n >= unsafe_add(at, size), "BAD_BATCH"
+        node: bytes32 = keccak256(slice(batch, at, size))
+        at = unsafe_add(at, size)
         # Merkle._push, inlined (a call would copy `partial` twice).
         c: uint256 = i
         for h: uint256 in range(Merkle.MAX_DEPTH):

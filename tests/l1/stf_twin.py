@@ -19,6 +19,7 @@ from boa.contracts.vyper.vyper_contract import VyperContract
 from eth_utils.address import to_checksum_address
 
 from proofs.witness import referenced_orders
+from state.batch import pack_entry
 from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
 from state.layout import GLOBAL_KEY, Global
 from state.transition import Receipt, apply_step
@@ -124,7 +125,7 @@ def vyper_context(
     """The twin's ``Context`` for ``step``: the referenced order entries and the queue
     item at the global leaf's pointer (for deposit and forced steps)."""
     refs = sorted({r for r in referenced_orders(step) if r < len(orders)})
-    entries = [(r, orders[r]) for r in refs]
+    entries = [(r, pack_entry(orders[r])) for r in refs]  # as the batch writes them
     queue: tuple[Any, ...] = (0, False, to_address(bytes(20)), 0, b"")
     if step in (bytes([KIND_DEPOSIT]), bytes([KIND_FORCED])) and GLOBAL_KEY in leaves:
         g = Global.decode(leaves[GLOBAL_KEY])

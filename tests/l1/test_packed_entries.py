@@ -21,30 +21,7 @@ from state.batch import (
 from state.errors import InvalidBatchError
 from state.txs import ORDER_ENTRY_SIZE, encode_funding
 from tests.l1.fixtures_rollup import L1Chain, bad_root, now
-
-GTC = (1 << 64) - 1
-
-
-def _int(width: int) -> st.SearchStrategy[int]:
-    """Integers of ``width`` bytes, weighted to every byte length (zero included)."""
-    return st.integers(0, width * 8).flatmap(lambda bits: st.integers(0, (1 << bits) - 1))
-
-
-@st.composite
-def packable_entries(draw: st.DrawFn) -> bytes:
-    """104-byte entries with every field in the packed form's reach."""
-    expiry = draw(st.one_of(st.just(GTC), _int(8)))
-    return (
-        draw(_int(4)).to_bytes(4, "big")
-        + bytes((draw(st.integers(0, 255)), draw(st.integers(0, 1)), draw(st.integers(0, 15))))
-        + b"".join(draw(_int(8)).to_bytes(8, "big") for _ in range(2))
-        + expiry.to_bytes(8, "big")
-        + draw(_int(8)).to_bytes(8, "big")
-        + draw(st.binary(min_size=32, max_size=32))
-        + draw(st.integers(0, (1 << 255) - 1)).to_bytes(32, "big")
-        + bytes([draw(st.sampled_from((27, 28)))])
-    )
-
+from tests.strategies import GTC, packable_entries
 
 entries = st.one_of(packable_entries(), st.binary(min_size=ORDER_ENTRY_SIZE, max_size=ORDER_ENTRY_SIZE))
 

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 
 from l1_contracts.worst_cases import Scenario, heavy_oracle_refusals, heavy_scenarios, heavy_world
 from state.arith import div_ceil, div_floor, div_trunc, mul_bps_ceil, mul_bps_floor
+from state.batch import decode_written_order, pack_entry
 from state.constants import (
     ACCOUNT_LIMIT,
     COLLATERAL_LIMIT,
@@ -77,6 +78,7 @@ from tests.strategies import (
     clone_world,
     hostile_batches,
     kind_prefixed_steps,
+    packable_entries,
     populated_world,
     random_steps,
     scaled_examples,
@@ -385,13 +387,34 @@ def test_small_leaves_and_keys(helpers: VyperContract, data: st.DataObject) -> N
     )
 
 
+@settings(max_examples=scaled_examples(60), deadline=None)
+@given(written=st.one_of(
+    packable_entries().map(pack_entry),
+    packable_entries().flatmap(lambda e: st.binary(min_size=1, max_size=4).map(
+        lambda junk: pack_entry(e)[:4] + junk + pack_entry(e)[4:])),  # extra bytes, head unchanged
+    st.binary(max_size=105),
+))
+def test_written_entries_decode_as_python(helpers: VyperContract, written: bytes) -> None:
+    """The twin decodes written entries (docs/stf.md §5.2) as decode_written_order does:
+    packed or whole, and malformed unless the bytes are exactly one entry."""
+    o = helpers.order_entry(written)
+    order = decode_written_order(written)
+    assert bool(o.ok) == (order is not None)
+    if order is not None:
+        b, sig = order.body, order.signature
+        assert (o.account, o.market, o.is_buy, o.flags, o.price, o.size, o.expiry, o.salt) == (
+            b.account, b.market, b.is_buy, b.flags, b.price, b.size, b.expiry, b.salt
+        )
+        assert (o.r, o.s, o.v) == (int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64])
+
+
 @settings(max_examples=scaled_examples(30), deadline=None)
 @given(entry=st.binary(min_size=104, max_size=104), side=st.integers(0, 3))
 def test_order_entries_and_digests(helpers: VyperContract, entry: bytes, side: int) -> None:
     """Order entries decode as state/txs.py decodes them (is_buy outside {0, 1} is
     malformed) and every §10 digest matches state/eip712.py."""
     raw = entry[:5] + bytes([side]) + entry[6:]
-    o = helpers.order_entry(raw)
+    o = helpers.order_entry(pack_entry(raw))
     order = decode_order_entry(raw)
     assert bool(o.ok) == (order is not None)
     if order is None:

@@ -20,6 +20,10 @@ MASK_8: constant(uint256) = 2 ** 8 - 1
 MASK_16: constant(uint256) = 2 ** 16 - 1
 MASK_32: constant(uint256) = 2 ** 32 - 1
 MASK_64: constant(uint256) = 2 ** 64 - 1
+# Written order entries (§5.2).
+RAW_ENTRY: constant(uint256) = 224
+PACKED_MIN_SIZE: constant(uint256) = 68
+GTC_CODE: constant(uint256) = 9
 MASK_88: constant(uint256) = 2 ** 88 - 1
 MASK_96: constant(uint256) = 2 ** 96 - 1
 MASK_128: constant(uint256) = 2 ** 128 - 1
@@ -443,32 +447,73 @@ def _put_price_entry(lo: uint256, hi: uint256, entry: uint256) -> (uint256, uint
 
 @internal
 @pure
-def _decode_order(entry: Bytes[T.ORDER_ENTRY_SIZE]) -> T.Order:
+def _decode_order(entry: Bytes[T.WRITTEN_ENTRY_MAX]) -> T.Order:
     """
-    @notice Decode a 104-byte order-table entry; `ok` is false when the entry
-            is not 104 bytes or its is_buy byte is not 0 or 1 (malformed).
-    @param entry The entry bytes.
+    @notice Decode an order-table entry as the batch writes it (§5.2): packed,
+            or 0xE0 and the 104 bytes. `ok` is false unless the bytes are
+            exactly one entry with an is_buy of 0 or 1 (malformed).
+    @param entry The written entry.
     @return The order and its signature.
     """
     o: T.Order = empty(T.Order)
-    if len(entry) != T.ORDER_ENTRY_SIZE:
+    n: uint256 = len(entry)
+    if n < PACKED_MIN_SIZE:
         return o
     w: uint256 = convert(extract32(entry, 0), uint256)
-    side: uint256 = (w >> 208) & MASK_8
-    if side > 1:
+    sig: uint256 = 0
+    if w >> 248 == RAW_ENTRY:
+        if n != T.ORDER_ENTRY_SIZE + 1:
+            return o
+        # The 104 bytes from offset 1: the body's first 32 in `w`.
+        w = convert(extract32(entry, 1), uint256)
+        o.account = w >> 224
+        o.market = (w >> 216) & MASK_8
+        side: uint256 = (w >> 208) & MASK_8
+        if side > 1:
+            return o
+        o.is_buy = side == 1
+        o.flags = (w >> 200) & MASK_8
+        o.price = (w >> 136) & MASK_64
+        o.size = (w >> 72) & MASK_64
+        o.expiry = (w >> 8) & MASK_64
+        o.salt = convert(extract32(entry, 8), uint256) & MASK_64
+        o.r = convert(extract32(entry, 40), uint256)
+        o.s = convert(extract32(entry, 72), uint256)
+        o.v = convert(extract32(entry, 73), uint256) & MASK_8
+        o.ok = True
         return o
+    # head u8 | lens u8 | more u8 | market u8, then the fields: a field of
+    # L bytes at bit offset b of w ‖ rest is the top L bytes of the word at b.
+    a: uint256 = w >> 253
+    p: uint256 = (w >> 244) & 15
+    z: uint256 = (w >> 240) & 15
+    e: uint256 = (w >> 236) & 15
+    t: uint256 = (w >> 232) & 15
+    if a > 4 or p > 8 or z > 8 or e > GTC_CODE or t > 8:
+        return o
+    rest: uint256 = convert(extract32(entry, 32), uint256)
+    b: uint256 = 32 + a * 8
+    o.account = (w << 32) >> (256 - a * 8)
+    o.price = ((w << b) | (rest >> (256 - b))) >> (256 - p * 8)
+    b += p * 8
+    o.size = ((w << b) | (rest >> (256 - b))) >> (256 - z * 8)
+    b += z * 8
+    o.expiry = MASK_64
+    if e != GTC_CODE:
+        o.expiry = ((w << b) | (rest >> (256 - b))) >> (256 - e * 8)
+        b += e * 8
+    o.salt = ((w << b) | (rest >> (256 - b))) >> (256 - t * 8)
+    sig = (b + t * 8) // 8
+    if n != sig + 64:
+        return o
+    o.market = (w >> 224) & MASK_8
+    o.is_buy = (w >> 252) & 1 == 1
+    o.flags = (w >> 248) & 15
+    o.r = convert(extract32(entry, sig), uint256)
+    y: uint256 = convert(extract32(entry, sig + 32), uint256)
+    o.s = y & (2**255 - 1)
+    o.v = 27 + (y >> 255)
     o.ok = True
-    o.account = w >> 224
-    o.market = (w >> 216) & MASK_8
-    o.is_buy = side == 1
-    o.flags = (w >> 200) & MASK_8
-    o.price = (w >> 136) & MASK_64
-    o.size = (w >> 72) & MASK_64
-    o.expiry = (w >> 8) & MASK_64
-    o.salt = convert(extract32(entry, 7), uint256) & MASK_64
-    o.r = convert(extract32(entry, 39), uint256)
-    o.s = convert(extract32(entry, 71), uint256)
-    o.v = convert(extract32(entry, 72), uint256) & MASK_8
     return o
 
 

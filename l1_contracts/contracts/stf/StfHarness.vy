@@ -165,10 +165,10 @@ def small(v: Bytes[T.MAX_LEAF]) -> uint256:
 
 @external
 @pure
-def order_entry(entry: Bytes[T.ORDER_ENTRY_SIZE]) -> T.Order:
+def order_entry(entry: Bytes[T.WRITTEN_ENTRY_MAX]) -> T.Order:
     """
     @notice See `StfCodec._decode_order`.
-    @param entry An order-table entry.
+    @param entry An order-table entry as the batch writes it.
     @return The decoded order.
     """
     return C._decode_order(entry)

@@ -146,6 +146,9 @@ MAX_ORACLE_KEYS: constant(uint256) = 16
 # little more so that malformed payloads of any plausible length are tested.
 MAX_PAYLOAD: constant(uint256) = 64
 ORDER_ENTRY_SIZE: constant(uint256) = 104
+# An entry as the batch writes it (§5.2): packed (68-100 bytes), or 0xE0 and
+# the 104 bytes.
+WRITTEN_ENTRY_MAX: constant(uint256) = 105
 # Leaf heads (§4.3, §4.4).
 PRICES_HEAD: constant(uint256) = 144
 ACCOUNT_HEAD: constant(uint256) = 44
@@ -169,7 +172,7 @@ struct SmallLeaf:
 
 struct OrderEntry:
     ref: uint256  # the entry's 0-based position in the batch's order table
-    entry: Bytes[ORDER_ENTRY_SIZE]  # the 104-byte entry (§5.2)
+    entry: Bytes[WRITTEN_ENTRY_MAX]  # the entry as the batch writes it (§5.2)
 
 
 struct QueueItem:
