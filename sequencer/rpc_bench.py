@@ -5,9 +5,11 @@ traders, fresh prices) behind the JSON-RPC server in this process, and a
 separate client process on loopback that offers ``rate`` orders per second
 (open loop: order ``i`` is sent at ``i / rate`` s whatever the replies, over
 up to 64 concurrent HTTP connections). Orders alternate a resting ask and a
-buy that fills it, pre-signed before the clock starts. It reports the
-acknowledged throughput and the acknowledgment latency (send to reply, the
-WAL fsync included) percentiles.
+buy that fills it, pre-signed before the clock starts. Before the clock starts
+the client opens its connections, and its collector is quieted like the
+server's (:func:`sequencer.service.quiet_gc`), so that what is measured is the
+server's. It reports the acknowledged throughput and the acknowledgment
+latency (send to reply, the WAL fsync included) percentiles.
 """
 
 from __future__ import annotations
@@ -60,14 +62,38 @@ def _signed_orders(n: int, accounts: tuple[int, int]) -> list[str]:
     return out
 
 
+CONNECTIONS = 64
+"""Concurrent HTTP connections of the client (requests beyond them wait for one)."""
+
+
+async def _open_connections(session: aiohttp.ClientSession, url: str) -> None:
+    """Open the client's connections before the clock starts (``CONNECTIONS`` concurrent
+    ``hfx_syncStatus`` reads), as a long-running client holds them: otherwise the first
+    orders each pay a TCP handshake and the server's per-connection setup, and those
+    slow replies make the client open still more connections (20–50 of the first 100
+    orders measured over 10 ms)."""
+    body = {"jsonrpc": "2.0", "id": 0, "method": "hfx_syncStatus", "params": []}
+
+    async def one() -> None:
+        async with session.post(url, json=body) as resp:
+            await resp.read()
+
+    await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
+
+
 def _client(url: str, entries: list[str], rate: float, conn: Connection) -> None:
-    """(client process) Offer the orders at ``rate``/s; send back latencies (s) and errors."""
+    """(client process) Offer the orders at ``rate``/s; send back latencies (s) and errors.
+
+    The client's collector is quieted too (:func:`quiet_gc`): with the default
+    thresholds a full collection of the client's own objects (the pre-signed
+    entries, aiohttp's per-request objects, 5,000 tasks) stalled its loop for
+    ~45 ms mid-run, which the benchmark reported as acknowledgment latency."""
 
     async def run() -> tuple[list[float], int, float]:
         latencies: list[float] = []
         errors = 0
-        limit = asyncio.Semaphore(64)
-        connector = aiohttp.TCPConnector(limit=64)
+        limit = asyncio.Semaphore(CONNECTIONS)
+        connector = aiohttp.TCPConnector(limit=CONNECTIONS)
         async with aiohttp.ClientSession(connector=connector) as session:
 
             async def one(i: int, entry: str) -> None:
@@ -81,6 +107,8 @@ def _client(url: str, entries: list[str], rate: float, conn: Connection) -> None
                 if "error" in reply:
                     errors += 1
 
+            await _open_connections(session, url)
+            quiet_gc()
             start = time.perf_counter()
             tasks = []
             for i, entry in enumerate(entries):
