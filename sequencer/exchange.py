@@ -21,10 +21,10 @@ import heapq
 import logging
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from sequencer.book import Engine
 from sequencer.checkpoint import BookEntry, Checkpoint, CheckpointError, OpenBatchImage, TableEntry
@@ -178,6 +178,9 @@ class _Live:
         """Posted in an earlier batch's table (so a fallback proposer could fill it)."""
 
 
+_T = TypeVar("_T")
+
+
 class _Sealing:
     """A sealed batch whose root and bytes are being computed (docs/sequencer.md §4)."""
 
@@ -188,9 +191,106 @@ class _Sealing:
         self.deposits = deposits
         self.forced = forced
         self.future: Future[tuple[bytes, bytes, bytes]] | None = None
-        """Set when the work runs on the sealing thread."""
+        """Set when the work runs on the sealer (:meth:`Exchange.seal_in_background`)."""
         self.result: tuple[bytes, bytes, bytes] | None = None
         """(pre_root, post_root, encoded) when computed inline."""
+
+
+SEAL_SLICE_LEAVES = 32
+"""Leaves per trie commit when sealing on the event loop (a quarter to half a
+millisecond of hashing per slice; docs/rpc.md §Latency)."""
+
+
+def _hash_and_encode_in_slices(
+    db: StateDB, batch: OpenBatch, leaves: dict[bytes, bytes], slice_leaves: int
+) -> Generator[None, None, tuple[bytes, bytes, bytes]]:
+    """:func:`_hash_and_encode` as steps for a :class:`SlicedSealer`: yields after each
+    trie commit of ``slice_leaves`` leaves (in key order); its return value is
+    (pre_root, post_root, encoded)."""
+    pre_root = db.root
+    post_root = pre_root
+    keys = sorted(leaves)
+    for start in range(0, len(keys), slice_leaves):
+        if start:
+            yield
+        post_root = db.commit_leaves({key: leaves[key] for key in keys[start : start + slice_leaves]})
+    return pre_root, post_root, batch.encode()
+
+
+class _SlicedFuture(Future[_T]):
+    """A :class:`SlicedSealer`'s future: asking for its result runs the work left first."""
+
+    def __init__(self, sealer: SlicedSealer) -> None:
+        super().__init__()
+        self._sealer = sealer
+
+    def result(self, timeout: float | None = None) -> _T:
+        """Finish the work (and the work queued before it) here, then return its result."""
+        self._sealer.finish(self)
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Finish the work (and the work queued before it) here, then return its exception."""
+        self._sealer.finish(self)
+        return super().exception(timeout)
+
+
+class SlicedSealer:
+    """Runs sealing work in slices on the calling thread, one slice per ``schedule`` call.
+
+    ``submit(fn, *args)`` takes a generator function (``_hash_and_encode_in_slices``):
+    each step runs one slice, and ``schedule`` (the event loop's ``call_later``, see
+    ``ExchangeService``) runs the next one later, so the loop serves the requests that
+    arrived in between. The work runs one job at a time, in submission order. The
+    returned futures' ``result`` runs what is left at once (a blocking collect, a
+    checkpoint). ``schedule`` returns False when it cannot run the callback later (no
+    running loop): the queued work then runs at once."""
+
+    def __init__(self, schedule: Callable[[Callable[[], None]], bool]) -> None:
+        self._schedule = schedule
+        self._jobs: deque[tuple[Future[Any], Generator[None, None, Any]]] = deque()
+        self._scheduled = False
+
+    def submit(self, fn: Callable[..., Generator[None, None, _T]], /, *args: object, **kwargs: object) -> Future[_T]:
+        """Queue ``fn(*args, **kwargs)``'s steps; its return value is the future's result."""
+        future: _SlicedFuture[_T] = _SlicedFuture(self)
+        self._jobs.append((future, fn(*args, **kwargs)))
+        self._schedule_next()
+        return future
+
+    def finish(self, future: Future[Any]) -> None:
+        """Run the queued work up to and including ``future``'s."""
+        while not future.done() and self._jobs:
+            self._step()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Run every queued job to its end."""
+        while self._jobs:
+            self._step()
+
+    def _schedule_next(self) -> None:
+        if self._jobs and not self._scheduled:
+            self._scheduled = self._schedule(self._run_scheduled)
+            if not self._scheduled:
+                self.shutdown()
+
+    def _run_scheduled(self) -> None:
+        self._scheduled = False
+        if self._jobs:
+            self._step()
+        self._schedule_next()
+
+    def _step(self) -> None:
+        """Run one slice of the oldest job; settle its future when it ends."""
+        future, steps = self._jobs[0]
+        try:
+            next(steps)
+            return
+        except StopIteration as stop:
+            future.set_result(stop.value)
+        except Exception as exc:  # the collector raises it
+            future.set_exception(exc)
+        self._jobs.popleft()
 
 
 def _hash_and_encode(db: StateDB, batch: OpenBatch, leaves: dict[bytes, bytes]) -> tuple[bytes, bytes, bytes]:
@@ -267,7 +367,7 @@ class Exchange:
         self._since_reset = 0
         self._since_checkpoint = 0
         self._risk_cache: dict[int, tuple[Account, Prices, Risk | None]] = {}
-        self._sealer: Executor | None = None
+        self._sealer: Executor | SlicedSealer | None = None
         """Where sealed batches are hashed and encoded (:meth:`seal_in_background`); None: inline."""
         self._hashing: deque[_Sealing] = deque()
         """Sealed batches whose closing work is not collected yet, oldest first."""
@@ -550,8 +650,8 @@ class Exchange:
 
         The batch is sealed (one ``StateDB.commit``) and stored once the WAL
         records behind it are durable; every ``checkpoint_every`` batches a
-        checkpoint follows and the WAL is truncated before it. With a sealing
-        thread (:meth:`seal_in_background`) and ``wait=False`` the closing work
+        checkpoint follows and the WAL is truncated before it. With a sealer
+        (:meth:`seal_in_background`) and ``wait=False`` the closing work
         runs there and None is returned at once: the batch is stored when
         :meth:`collect_sealed` (or the next command) finds it done.
         """
@@ -609,7 +709,7 @@ class Exchange:
     @property
     def root(self) -> bytes:
         """The committed root: the post-state root of the last sealed batch whose closing
-        work is done (with a sealing thread, the batch sealed just before may still be
+        work is done (with a sealer, the batch sealed just before may still be
         hashing; ``close_batch`` waits for it)."""
         self._collect(block=False)
         return self.db.root
@@ -818,9 +918,9 @@ class Exchange:
         The cheap part runs here: the batch is detached (the next command opens
         the next one), its dirty leaves encoded, the queues and the book's
         bookkeeping updated. The closing work — the trie commit (hashing) and
-        the batch encoding — runs inline, or on the sealing thread
+        the batch encoding — runs inline, or on the sealer
         (:meth:`seal_in_background`), where it overlaps with the next batch's
-        commands: the leaf cache keeps every leaf the sealed batch wrote, and
+        commands (in slices on the loop, or on a thread): the leaf cache keeps every leaf the sealed batch wrote, and
         the leaves it did not write are the same at its pre- and post-root.
         :meth:`_collect` turns finished work into :class:`ClosedBatch` records,
         in sealing order.
@@ -853,13 +953,22 @@ class Exchange:
             self._hashing.append(job)
             self._collect(block=True)
         else:
-            job.future = self._sealer.submit(_hash_and_encode, self.db, b, leaves)
+            job.future = self._submit(b, leaves)
             self._hashing.append(job)
         if reset:  # nothing is being committed: drop the leaf cache
             self._since_reset = 0
             self.db = StateDB(self.db.trie)  # same committed state, empty leaf cache
             self._risk_cache.clear()
         return b.index
+
+    def _submit(self, batch: OpenBatch, leaves: dict[bytes, bytes]) -> Future[tuple[bytes, bytes, bytes]]:
+        """Hand a sealed batch's closing work to the sealer."""
+        sealer = self._sealer
+        if sealer is None:  # pragma: no cover - callers check
+            raise RuntimeError("no sealer")
+        if isinstance(sealer, SlicedSealer):
+            return sealer.submit(_hash_and_encode_in_slices, self.db, batch, leaves, SEAL_SLICE_LEAVES)
+        return sealer.submit(_hash_and_encode, self.db, batch, leaves)
 
     def _collect(self, block: bool) -> None:
         """Record the sealed batches whose closing work is done, oldest first (``block``:
@@ -889,18 +998,20 @@ class Exchange:
             if nxt is not None and nxt.index == closed.index + 1:
                 nxt.pre_root = post_root  # opened while this root was being computed
 
-    # ================================================================ sealing thread
+    # ================================================================ sealer
 
-    def seal_in_background(self, executor: Executor | None) -> None:
+    def seal_in_background(self, executor: Executor | SlicedSealer | None) -> None:
         """Run the closing work of sealed batches (trie commit, encoding) on ``executor``
-        — one worker, so that commits run one at a time in order — or inline (None).
-        Recovery's replay always seals inline."""
+        — a :class:`SlicedSealer` (in slices between other work on this thread; what
+        ``ExchangeService`` uses) or an executor with one worker thread, so that commits
+        run one at a time in order — or inline (None). Recovery's replay always seals
+        inline."""
         self._collect(block=True)
         self._sealer = executor
 
     @property
     def sealing(self) -> Future[tuple[bytes, bytes, bytes]] | None:
-        """The closing work of the newest sealed batch, while it runs on the sealing thread."""
+        """The closing work of the newest sealed batch, while it runs on the sealer."""
         return self._hashing[-1].future if self._hashing else None
 
     def collect_sealed(self, *, block: bool = False) -> int:

@@ -543,11 +543,32 @@ def test_bench_smoke() -> None:
 # ============================================================================ sealing thread
 
 
-def test_sealing_thread_gives_the_same_batches_roots_and_recovery(tmp_path: Path) -> None:
-    """The closing work on a sealing thread (trie commit and encoding overlapping the next
-    batch's commands) gives byte-identical batches and roots, a leaf cache reset and
-    checkpoints included, and the directory it leaves recovers to the same root."""
+@pytest.mark.parametrize("sealer", ["thread", "sliced"])
+def test_sealing_thread_gives_the_same_batches_roots_and_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sealer: str
+) -> None:
+    """The closing work on a sealer — a sealing thread, or slices of two leaves run
+    between the commands (``SlicedSealer``, as the service does on its loop) — overlaps
+    the next batch's commands and gives byte-identical batches and roots, a leaf cache
+    reset and checkpoints included, and the directory it leaves recovers to the same
+    root."""
+    from collections.abc import Callable
     from concurrent.futures import ThreadPoolExecutor
+
+    import sequencer.exchange
+    from sequencer.exchange import SlicedSealer
+
+    slices: list[Callable[[], None]] = []
+    executor: ThreadPoolExecutor | SlicedSealer
+    if sealer == "thread":
+        executor = ThreadPoolExecutor(max_workers=1)
+    else:
+        monkeypatch.setattr(sequencer.exchange, "SEAL_SLICE_LEAVES", 2)
+        def later(callback: Callable[[], None]) -> bool:
+            slices.append(callback)
+            return True
+
+        executor = SlicedSealer(later)
 
     config = ExchangeConfig(max_batch_bytes=2_000, reserve_bytes=300, checkpoint_every=2,
                             cache_reset_batches=3)
@@ -558,6 +579,8 @@ def test_sealing_thread_gives_the_same_batches_roots_and_recovery(tmp_path: Path
     rng = random.Random(5)
     overlapped = 0
     for i in range(120):
+        if slices:  # one slice between two commands
+            slices.pop(0)()
         side = rng.random() < 0.5
         price = 3_000_000 + 1_000 * rng.randint(-3, 3)
         who = "maker" if i % 2 else "taker"
@@ -587,3 +610,45 @@ def test_sealing_thread_gives_the_same_batches_roots_and_recovery(tmp_path: Path
     assert [x.encoded for x in reopened.ex.pending_batches()] == [x.encoded for x in a]
     reopened.ex.close()
     inline.ex.close()
+
+
+def test_sliced_sealer_runs_jobs_in_order_one_slice_per_call() -> None:
+    """``SlicedSealer`` runs one slice per scheduled call, jobs in submission order; a
+    future's ``result`` runs what is left of it and of the jobs before it; an error
+    reaches the future; without a scheduler (``schedule`` returns False) the work runs
+    at once."""
+    from collections.abc import Callable, Generator
+
+    from sequencer.exchange import SlicedSealer
+
+    ran: list[str] = []
+    calls: list[Callable[[], None]] = []
+
+    def job(name: str, slices: int) -> Generator[None, None, str]:
+        for k in range(slices):
+            if k:
+                yield
+            ran.append(f"{name}{k}")
+        return name
+
+    def failing() -> Generator[None, None, str]:
+        yield
+        raise ValueError("boom")
+
+    def later(callback: Callable[[], None]) -> bool:
+        calls.append(callback)
+        return True
+
+    sealer = SlicedSealer(later)
+    first, second = sealer.submit(job, "a", 3), sealer.submit(job, "b", 2)
+    assert ran == [] and len(calls) == 1
+    calls.pop()()
+    assert ran == ["a0"] and len(calls) == 1 and not first.done()
+    assert second.result() == "b"
+    assert ran == ["a0", "a1", "a2", "b0", "b1"] and first.result() == "a"
+    calls.pop()()  # a stale call finds nothing left
+    assert calls == []
+    bad = sealer.submit(failing)
+    assert isinstance(bad.exception(), ValueError)
+    inline = SlicedSealer(lambda callback: False)
+    assert inline.submit(job, "c", 2).done() and ran[-2:] == ["c0", "c1"]
