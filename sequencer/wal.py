@@ -25,13 +25,15 @@ torn tail left by a crash is the common case; anything else is reported in
 
 Concurrency: ``append`` and ``sync`` are thread-safe. The asyncio API runs the
 write and the fsync in a private worker thread; a committer that finds no
-flush in progress starts one, every other committer waits for it, and those
-it did not cover start the next one ("first waiter leads").
+flush in progress starts one, every other committer waits for it, and a flush
+that ends with records appended meanwhile starts the next one at once (those
+it did not cover wait for that one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -39,7 +41,7 @@ import struct
 import threading
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -492,25 +494,49 @@ class WriteAheadLog:
             raise WalError(f"record {seq} was never appended")
         while self._durable_seq < seq:
             self._check_usable()
-            task = self._flush_task
-            if task is None or task.done():
-                task = asyncio.ensure_future(self._flush_async())
-                self._flush_task = task
+            flush = self._flush_task
+            if flush is None or flush.done():
+                flush = self._start_flush(asyncio.get_running_loop())
             # shield: a cancelled committer must not cancel the shared flush.
-            await asyncio.shield(task)
+            await asyncio.shield(flush)
 
-    async def _flush_async(self) -> None:
+    def _start_flush(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        """Hand a flush to the worker thread; returns the future its committers await.
+
+        The worker settles the future with one ``call_soon_threadsafe`` (no task in
+        between: a committer resumes one loop iteration after the fsync), and a flush
+        that ends with records appended meanwhile starts the next one at once."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wal-flush")
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._flush)
+        flush: asyncio.Future[None] = loop.create_future()
+        self._flush_task = flush
+
+        def done(work: Future[int]) -> None:  # on the worker thread
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(self._settle, loop, flush, work)
+
+        self._executor.submit(self._flush).add_done_callback(done)
+        return flush
+
+    def _settle(self, loop: asyncio.AbstractEventLoop, flush: asyncio.Future[None], work: Future[int]) -> None:
+        """(on the loop) Report a finished flush to its committers; start the next one if
+        records are waiting for it."""
+        error = work.exception()
+        if not flush.cancelled():
+            if error is None:
+                flush.set_result(None)
+            else:
+                flush.set_exception(error)
+        if (error is None and self._flush_task is flush and not self._closed
+                and self._durable_seq < self._next_seq - 1):
+            self._start_flush(loop)
 
     async def aclose(self) -> None:
-        """Wait for any flush in progress, flush the rest, and close."""
-        task = self._flush_task
-        if task is not None:
-            await asyncio.wait([task])
-            if not task.cancelled():
-                task.exception()  # already reported to its waiters
+        """Wait for any flush in progress (and the one it starts), flush the rest, and close."""
+        while (flush := self._flush_task) is not None and not flush.done():
+            await asyncio.wait([flush])
+        if flush is not None and not flush.cancelled():
+            flush.exception()  # already reported to its waiters
         self.close()
 
     # -- reading and trimming -------------------------------------------------------

@@ -391,6 +391,38 @@ def test_cancelled_committer_does_not_break_the_flush(tmp_path: Path) -> None:
     assert len(list(replay_all(tmp_path))) == 51
 
 
+def test_flush_ending_with_appended_records_starts_the_next(tmp_path: Path) -> None:
+    """A flush that ends with records appended meanwhile starts the next flush itself,
+    before any committer of those records asks; ``aclose`` waits for that one too."""
+
+    async def main() -> None:
+        wal = WriteAheadLog(tmp_path)
+        gate = threading.Event()
+        flush = wal._flush
+
+        def slow_flush() -> int:
+            gate.wait(5)
+            return flush()
+
+        wal._flush = slow_flush  # type: ignore[method-assign]
+        first = asyncio.ensure_future(wal.commit(b"a"))
+        await asyncio.sleep(0.01)  # the first flush is in the worker, held at the gate
+        wal.append(b"b")  # appended during it, and nobody waits for it
+        gate.set()
+        assert await first == 1
+        for _ in range(500):
+            if wal.durable_seq == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert wal.durable_seq == 2
+        wal.append(b"c")
+        await wal.wait_durable(3)
+        await wal.aclose()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+    assert [r.payload for r in replay_all(tmp_path)] == [b"a", b"b", b"c"]
+
+
 def test_failed_fsync_fails_the_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
