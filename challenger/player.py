@@ -50,7 +50,7 @@ from challenger.solver import (
     points_needed,
 )
 from challenger.trace import BatchTrace
-from node.batches import L1Status
+from l1_contracts.bindings import BatchStatus
 from node.derive import Derivation
 from node.l1 import L1Error, RetryPolicy, error_code, is_transient
 from proofs.onestep import prover_input
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-REMOVED = int(L1Status.REMOVED)
+REMOVED = int(BatchStatus.REMOVED)
 DEFAULT_RETRY = RetryPolicy()
 
 
@@ -155,7 +155,7 @@ class Player:
         actions: list[Action] = []
         now = self._call(self.chain.now)
         bond = self.constants.challenger_bond
-        for rec in self.derivation.records(status=L1Status.PENDING):
+        for rec in self.derivation.records(status=BatchStatus.PENDING):
             if not rec.challengeable or rec.index in self.challenged:
                 continue
             if now >= rec.deadline:
@@ -164,7 +164,7 @@ class Player:
             if self.locked() + bond > self.budget:
                 self.skipped[rec.index] = "bond budget exhausted"
                 continue
-            if self._call(partial(self.chain.batch_status, rec.index)) != int(L1Status.PENDING):
+            if self._call(partial(self.chain.batch_status, rec.index)) != int(BatchStatus.PENDING):
                 continue
             free = self._call(self.chain.free_bond)
             try:

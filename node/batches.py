@@ -1,7 +1,7 @@
 """The derivation's data model: posted batches as L1 shows them and the node's record of each.
 
-Enums start at 1 (zero is never a valid value); :class:`L1Status` uses the
-rollup's ``BatchStatus`` flag values (docs/l1.md §3).
+Enums start at 1 (zero is never a valid value); a batch's status on L1 is the
+rollup's ``BatchStatus`` (``l1_contracts.bindings``, docs/l1.md §3).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from l1_contracts.bindings import BatchData
+from l1_contracts.bindings import BatchData, BatchStatus
 
 
 class Verdict(IntEnum):
@@ -25,14 +25,6 @@ class Verdict(IntEnum):
     UNDECODABLE = 4
     """Its bytes could not be obtained, decoded or matched with the posted
     commitment: applied as a batch without steps (the state does not change)."""
-
-
-class L1Status(IntEnum):
-    """The batch's status on the rollup (the ``BatchStatus`` flag values)."""
-
-    PENDING = 1
-    FINAL = 2
-    REMOVED = 4
 
 
 @dataclass(frozen=True)
@@ -69,7 +61,7 @@ class BatchRecord:
     computed_root: bytes
     """The node's root after the batch."""
     verdict: Verdict
-    l1_status: L1Status
+    l1_status: BatchStatus
     data: BatchData
     deadline: int
     tx_hash: bytes
@@ -83,4 +75,4 @@ class BatchRecord:
     @property
     def challengeable(self) -> bool:
         """Pending, on the node's own pre-state, with a posted root the node disputes."""
-        return self.verdict == Verdict.MISMATCH and self.l1_status == L1Status.PENDING
+        return self.verdict == Verdict.MISMATCH and self.l1_status == BatchStatus.PENDING

@@ -45,8 +45,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from l1_contracts.bindings import BatchData
-from node.batches import BatchRecord, L1Status, PostedBatch, Verdict
+from l1_contracts.bindings import BatchData, BatchStatus
+from node.batches import BatchRecord, PostedBatch, Verdict
 from node.derive_store import RecordStore
 from node.l1 import bindings
 from node.queues import BoundedQueues
@@ -362,7 +362,7 @@ class Derivation:
         """Batch ``index``'s record."""
         return self.store.get(index)
 
-    def records(self, start: int = 0, status: L1Status | None = None) -> list[BatchRecord]:
+    def records(self, start: int = 0, status: BatchStatus | None = None) -> list[BatchRecord]:
         """Records from ``start`` on (of one L1 status when given)."""
         return self.store.records(start, status=status)
 
@@ -416,7 +416,7 @@ class Derivation:
         record = BatchRecord(
             index=posted.index, parent=posted.parent, proposer=posted.proposer,
             posted_pre_root=posted.pre_root, posted_root=posted.post_root, pre_root=pre,
-            computed_root=computed, verdict=verdict, l1_status=L1Status.PENDING, data=posted.data,
+            computed_root=computed, verdict=verdict, l1_status=BatchStatus.PENDING, data=posted.data,
             deadline=posted.deadline, tx_hash=posted.tx_hash, block=posted.block,
             refused_steps=refused, note=note,
         )
@@ -456,17 +456,17 @@ class Derivation:
         rec = self.store.get(index)
         if rec is None:
             raise DerivationError(f"removal of unknown batch {index}")
-        if rec.l1_status == L1Status.REMOVED:
+        if rec.l1_status == BatchStatus.REMOVED:
             return []
-        if rec.l1_status == L1Status.FINAL:
+        if rec.l1_status == BatchStatus.FINAL:
             raise DerivationError(f"removal of final batch {index}")
         parent = self.store.get(rec.parent)
         if parent is None:
             raise DerivationError(f"batch {index} has no recorded parent")
-        gone = [r for r in self.store.records(index) if r.l1_status != L1Status.REMOVED]
+        gone = [r for r in self.store.records(index) if r.l1_status != BatchStatus.REMOVED]
         with self.store.transaction():
             for r in gone:
-                self.store.put(replace(r, l1_status=L1Status.REMOVED, removed_block=block), keep_raw=True)
+                self.store.put(replace(r, l1_status=BatchStatus.REMOVED, removed_block=block), keep_raw=True)
         for r in gone:
             self._contexts.pop(r.index, None)
         self._db = reset_root(self._db, parent.computed_root)
@@ -476,12 +476,12 @@ class Derivation:
     def finalize(self, index: int, block: int) -> bool:
         """``BatchFinalized(index)``: returns whether anything changed. The batch's bytes are dropped."""
         rec = self.store.get(index)
-        if rec is None or rec.l1_status == L1Status.FINAL:
+        if rec is None or rec.l1_status == BatchStatus.FINAL:
             return False
-        if rec.l1_status == L1Status.REMOVED:
+        if rec.l1_status == BatchStatus.REMOVED:
             raise DerivationError(f"finalisation of removed batch {index}")
         with self.store.transaction():
-            self.store.put(replace(rec, l1_status=L1Status.FINAL, finalized_block=block))
+            self.store.put(replace(rec, l1_status=BatchStatus.FINAL, finalized_block=block))
         self._contexts.pop(index, None)
         return True
 
@@ -497,7 +497,7 @@ class Derivation:
                 final = rec.finalized_block if rec.finalized_block is not None and rec.finalized_block <= block else None
                 if (removed, final) == (rec.removed_block, rec.finalized_block):
                     continue
-                status = L1Status.REMOVED if removed is not None else L1Status.FINAL if final is not None else L1Status.PENDING
+                status = BatchStatus.REMOVED if removed is not None else BatchStatus.FINAL if final is not None else BatchStatus.PENDING
                 self.store.put(
                     replace(rec, l1_status=status, removed_block=removed, finalized_block=final), keep_raw=True
                 )
@@ -640,6 +640,6 @@ def genesis_record(genesis_root: bytes) -> BatchRecord:
     zero = b"\x00" * 32
     return BatchRecord(
         index=GENESIS, parent=GENESIS, proposer="", posted_pre_root=zero, posted_root=genesis_root,
-        pre_root=zero, computed_root=genesis_root, verdict=Verdict.MATCH, l1_status=L1Status.FINAL,
+        pre_root=zero, computed_root=genesis_root, verdict=Verdict.MATCH, l1_status=BatchStatus.FINAL,
         data=BatchData(zero, zero, 0, 0, 0, 0, 0, 0, 0), deadline=0, tx_hash=zero, block=-1,
     )

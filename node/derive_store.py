@@ -19,8 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from l1_contracts.bindings import BatchData
-from node.batches import BatchRecord, L1Status, Verdict
+from l1_contracts.bindings import BatchData, BatchStatus
+from node.batches import BatchRecord, Verdict
 from state.context import L1Deposit, L1Forced
 
 SCHEMA = """
@@ -73,7 +73,7 @@ Row = tuple[
 def _record(row: Row) -> BatchRecord:
     return BatchRecord(
         index=row[0], parent=row[1], proposer=row[2], posted_pre_root=row[3], posted_root=row[4],
-        pre_root=row[5], computed_root=row[6], verdict=Verdict(row[7]), l1_status=L1Status(row[8]),
+        pre_root=row[5], computed_root=row[6], verdict=Verdict(row[7]), l1_status=BatchStatus(row[8]),
         data=BatchData.decode(row[9]), deadline=row[10], tx_hash=row[11], block=row[12],
         removed_block=row[13], finalized_block=row[14], refused_steps=row[15], note=row[16],
     )
@@ -186,7 +186,7 @@ class RecordStore:
         """Store or drop the bytes of batch ``index``."""
         self._db.execute("UPDATE batches SET raw = ? WHERE idx = ?", (raw, index))
 
-    def records(self, start: int = 0, *, status: L1Status | None = None) -> list[BatchRecord]:
+    def records(self, start: int = 0, *, status: BatchStatus | None = None) -> list[BatchRecord]:
         """Records with index ``>= start`` (of one L1 status when given), by index."""
         if status is None:
             rows = self._db.execute(f"SELECT {_COLUMNS} FROM batches WHERE idx >= ? ORDER BY idx", (start,))
@@ -199,7 +199,7 @@ class RecordStore:
     def head_index(self) -> int | None:
         """The highest index not removed (the canonical head), None when empty."""
         row = self._db.execute(
-            "SELECT MAX(idx) FROM batches WHERE l1 != ?", (int(L1Status.REMOVED),)
+            "SELECT MAX(idx) FROM batches WHERE l1 != ?", (int(BatchStatus.REMOVED),)
         ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 

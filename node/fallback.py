@@ -46,8 +46,8 @@ from typing import Any
 
 from eth_abi.abi import decode, encode
 
+from l1_contracts.bindings import BatchStatus
 from l1_contracts.config import MAX_BATCH_BYTES
-from node.batches import L1Status
 from node.derive import Derivation, ItemQueues
 from node.l1 import L1Client, L1Error, error_code
 from node.queues import BoundedQueues, BridgeReader
@@ -253,7 +253,7 @@ class FallbackProposer:
         """Decide from L1 (latest) and the derivation whether a fallback batch is due now."""
         head = d.head
         (chain_head,) = self._rollup("head()")
-        if head is None or head.index != chain_head or head.l1_status == L1Status.REMOVED:
+        if head is None or head.index != chain_head or head.l1_status == BatchStatus.REMOVED:
             return Plan("behind", f"the node's head is not the rollup's head {chain_head}")
         deposits = (head.data.deposit_end, self._bridge_count("depositCount()"))
         forced = (head.data.forced_end, self._bridge_count("forcedCount()"))
@@ -372,7 +372,7 @@ class Finalizer:
         """Finalize up to ``limit`` batches, oldest first; stops at the first refusal (returns those done)."""
         now = int(self.l1.block("latest")["timestamp"])
         done: list[int] = []
-        for r in d.records(0, status=L1Status.PENDING):
+        for r in d.records(0, status=BatchStatus.PENDING):
             if len(done) >= limit or r.deadline > now:
                 break
             try:

@@ -38,7 +38,8 @@ from typing import Any
 
 from eth_account import Account
 
-from node.batches import L1Status, Verdict
+from l1_contracts.bindings import BatchStatus
+from node.batches import Verdict
 from node.deployment import DeploymentFileError, DeploymentInfo, load_genesis
 from node.derive import Derivation, DerivationError, QueueItemMissing
 from node.fallback import FallbackError, FallbackProposer, Finalizer, OracleFeed
@@ -195,11 +196,11 @@ class NodeProcess:
         changed = sorted({*report.posted, *report.removed, *report.finalized})
         records = [batch_json(r) for r in (d.record(i) for i in changed) if r is not None]
         head = d.head
-        final = max((r.index for r in d.records(0, status=L1Status.FINAL)), default=0)
+        final = max((r.index for r in d.records(0, status=BatchStatus.FINAL)), default=0)
         snapshot = {
             "follower": self.follower.status(),
             "final": final,
-            "pending": len(d.records(final + 1, status=L1Status.PENDING)),
+            "pending": len(d.records(final + 1, status=BatchStatus.PENDING)),
             "headStatus": None if head is None else STATUS_NAMES[head.l1_status],
             "mismatched": sum(1 for r in records if r["status"] == "pending" and r["verdict"] != Verdict.MATCH.name),
         }

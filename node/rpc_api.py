@@ -15,8 +15,9 @@ import concurrent.futures
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from l1_contracts.bindings import BatchStatus
 from node.account_json import account_json
-from node.batches import BatchRecord, L1Status, Verdict
+from node.batches import BatchRecord, Verdict
 from node.derive import Derivation
 from node.rpc import InvalidParams, RpcError, RpcServer
 from proofs.state_proof import get_proof
@@ -50,7 +51,7 @@ ROOT_MISMATCH = 1011
 
 MAX_KEYS = 64
 MAX_PAGE = 500
-STATUS_NAMES = {L1Status.PENDING: "pending", L1Status.FINAL: "final", L1Status.REMOVED: "removed"}
+STATUS_NAMES = {BatchStatus.PENDING: "pending", BatchStatus.FINAL: "final", BatchStatus.REMOVED: "removed"}
 KIND_NAMES = {KIND_PERP: "perp", KIND_CALL: "call", KIND_PUT: "put"}
 NAMED_KEYS = {"global": GLOBAL_KEY, "params": PARAMS_KEY, "prices": PRICES_KEY}
 
@@ -190,7 +191,7 @@ class NodeApi:
                 raise _not_found("head batch", "UNKNOWN_BATCH")
             return head
         if batch == "final":
-            finals = d.records(0, status=L1Status.FINAL)
+            finals = d.records(0, status=BatchStatus.FINAL)
             return max(finals, key=lambda r: r.index)
         index = _int_param(batch, "batch", 0, 1 << 63)
         record = d.record(index)
@@ -216,7 +217,7 @@ class NodeApi:
         def read(d: Derivation) -> dict[str, Any]:
             head = self._select(d, "latest")
             final = self._select(d, "final")
-            pending = d.records(final.index + 1, status=L1Status.PENDING)
+            pending = d.records(final.index + 1, status=BatchStatus.PENDING)
             mismatched = [r.index for r in pending if r.verdict != Verdict.MATCH]
             progress = d.progress()
             return {
@@ -399,7 +400,7 @@ class NodeApi:
             record = self._select(d, "final" if batch is None else batch)
             key = withdrawal_key(wid)
             raw = d.db.get(key, record.computed_root)
-            if record.l1_status != L1Status.FINAL:
+            if record.l1_status != BatchStatus.FINAL:
                 raise RpcError(NOT_FINAL, f"batch {record.index} is not final",
                                {"reason": "NOT_FINAL", "batch": record.index})
             if raw is None:

@@ -47,7 +47,7 @@ beyond its data (with the bond top-up) plus ``finalize`` (56–63k)."""
 DEFAULT_GAS_PER_BYTE = 33.0
 """Gas per batch byte, measured: calldata plus the contract's hashing of the data."""
 DEFAULT_BYTES_PER_TX = 120.0
-"""A trade step (15 bytes) with about one new packed order-table entry (~82 bytes): 113 measured
+"""A trade step (15 bytes) with about one new packed order-table entry (~83 bytes): 114 measured
 on the standard flow (docs/bench.md), rounded up."""
 
 

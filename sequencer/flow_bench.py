@@ -37,7 +37,7 @@ from typing import Any
 from sequencer.exchange import Exchange, ExchangeConfig, PlaceOutcome
 from sequencer.intake import CancelSubmission, IntakeError, OrderSubmission
 from sequencer.open_batch import ClosedBatch
-from state.batch import Batch, packed_entry_size
+from state.batch import ENTRY_LENGTH_BYTES, Batch
 from state.constants import FLAG_IOC, FLAG_POST_ONLY, KIND_PERP, ORACLE_UNDERLYING_BASE
 from state.context import ChainConfig, L1Deposit
 from state.db import StateDB
@@ -324,7 +324,7 @@ def _count(closed: ClosedBatch, stats: FlowStats) -> None:
     stats.batches += 1
     stats.batch_bytes += len(closed.encoded)
     stats.entries += len(batch.orders)
-    stats.table_bytes += sum(packed_entry_size(e) for e in batch.orders)
+    stats.table_bytes += sum(ENTRY_LENGTH_BYTES + len(w) for w in batch.written)
     for step in batch.steps:
         kind = step[0]
         if kind == KIND_TRADE:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from sequencer.intake import IntakeError
-from state.batch import MAX_PACKED_ENTRY_SIZE, Batch, packed_entry_size
+from state.batch import ENTRY_LENGTH_BYTES, MAX_PACKED_ENTRY_SIZE, Batch, packed_entry_size
 from state.context import (
     AccountReader,
     BatchContext,
@@ -41,6 +41,8 @@ BATCH_HEADER_BYTES = 1 + 8 + 2 + 4
 """version, timestamp, n_orders, n_steps (docs/stf.md §5.1)."""
 STEP_OVERHEAD = 2
 """The u16 length before each step."""
+ENTRY_OVERHEAD_MAX = ENTRY_LENGTH_BYTES + MAX_PACKED_ENTRY_SIZE
+"""The most bytes one order-table entry takes: its length byte and the escape form."""
 
 
 class LiveOrderTable(OrderTable):
@@ -234,7 +236,7 @@ class OpenBatch:
         """Whether one more step (and ``new_orders`` entries, counted at their largest
         packed size) stay within ``limits``."""
         return (
-            self.nbytes + STEP_OVERHEAD + step_len + MAX_PACKED_ENTRY_SIZE * new_orders
+            self.nbytes + STEP_OVERHEAD + step_len + ENTRY_OVERHEAD_MAX * new_orders
             <= limits.max_bytes
             and len(self.table) + new_orders <= limits.max_orders
             and len(self.steps) < limits.max_steps
@@ -253,12 +255,12 @@ class OpenBatch:
         owner: bytes | None = None, verified: bool = False,
     ) -> int:
         """Add an order entry; returns its reference."""
-        self.nbytes += packed_entry_size(entry)
+        self.nbytes += ENTRY_LENGTH_BYTES + packed_entry_size(entry)
         return self.table.append(order, entry, digest, owner, verified)
 
     def unpost(self, length: int) -> None:
         """Drop the entries posted from ``length`` on."""
-        self.nbytes -= sum(packed_entry_size(e) for e in self.table.entries[length:])
+        self.nbytes -= sum(ENTRY_LENGTH_BYTES + packed_entry_size(e) for e in self.table.entries[length:])
         self.table.truncate(length)
 
     def add_step(self, step: bytes, receipt: Receipt) -> int:

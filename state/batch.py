@@ -1,12 +1,13 @@
 """The batch: a timestamp, an order table and a list of steps (docs/stf.md §5.1).
 
 On L1 each order-table entry is *written packed* (docs/stf.md §5.2): its
-integers without leading zero bytes and its signature in 64 bytes (EIP-2098).
-The STF reads the 104-byte entry a written one stands for (``Batch.orders``);
-the commitment's leaves and the one-step prover take the written bytes
-(``Batch.written``). An entry that does not pack (``is_buy`` not 0 or 1, flags
-over 15, a ``v`` other than 27 or 28, an ``s`` with its top bit set) is
-written whole after the escape byte ``0xE0``.
+integers without leading zero bytes and its signature in 64 bytes (EIP-2098),
+after a length byte. The STF reads the 104-byte entry a written one stands for
+(``Batch.orders``); the commitment's leaves and the one-step prover take the
+written bytes (``Batch.written``). An entry that does not pack (``is_buy`` not
+0 or 1, flags over 15, a ``v`` other than 27 or 28, an ``s`` with its top bit
+set) is written whole after the escape byte ``0xE0``; written bytes that
+unpack to no entry are a malformed entry, like an ``is_buy`` of 2.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from state.errors import InvalidBatchError
 from state.txs import ORDER_ENTRY_SIZE, SignedOrder, decode_order_entry
 
 __all__ = [
-    "BATCH_VERSION", "MAX_ORDERS", "MAX_PACKED_ENTRY_SIZE", "MAX_STEP_SIZE", "MIN_PACKED_ENTRY_SIZE",
+    "BATCH_VERSION", "ENTRY_LENGTH_BYTES", "MAX_ORDERS", "MAX_PACKED_ENTRY_SIZE", "MAX_STEP_SIZE", "MIN_PACKED_ENTRY_SIZE",
     "RAW_ENTRY", "Batch", "decode_written_order", "pack_entry", "packed_entry_size", "unpack_entry",
 ]
 
@@ -33,6 +34,8 @@ _GTC = b"\xff" * 8
 _PACKED_FIXED = 4 + 64  # head, lens, more, market; r and yParityAndS
 MIN_PACKED_ENTRY_SIZE = _PACKED_FIXED
 MAX_PACKED_ENTRY_SIZE = 1 + ORDER_ENTRY_SIZE
+"""The longest written entry (the escape byte and 104 bytes); its length byte comes before it."""
+ENTRY_LENGTH_BYTES = 1
 
 
 def _packs(entry: bytes) -> bool:
@@ -78,66 +81,57 @@ def packed_entry_size(entry: bytes) -> int:
     )
 
 
-def unpack_entry(data: bytes, at: int) -> tuple[bytes, int]:
-    """The 104-byte entry packed at ``data[at:]`` and the offset after it.
-
-    Raises InvalidBatchError unless a whole packed entry is there: a length
-    over its field's width (account 4, others 8), an expiry code over 9, or
-    too few bytes. Non-minimal lengths (leading zero bytes) are accepted."""
-    n = len(data)
-    if n < at + _PACKED_FIXED:
-        raise InvalidBatchError("truncated order table")
-    head = data[at]
+def unpack_entry(written: bytes) -> bytes | None:
+    """The 104-byte entry ``written`` stands for; None unless it is exactly one
+    packed entry (or ``0xE0`` and 104 bytes). A length over its field's width
+    (account 4, others 8) or an expiry code over 9 is no entry. Non-minimal
+    lengths (leading zero bytes) are accepted."""
+    n = len(written)
+    if n < _PACKED_FIXED:
+        return None
+    head = written[0]
     if head == RAW_ENTRY:
-        end = at + MAX_PACKED_ENTRY_SIZE
-        if n < end:
-            raise InvalidBatchError("truncated order table")
-        return data[at + 1 : end], end
-    lens, more, market = data[at + 1], data[at + 2], data[at + 3]
+        return written[1:] if n == MAX_PACKED_ENTRY_SIZE else None
+    lens, more, market = written[1], written[2], written[3]
     a, p, z, e, t = head >> 5, lens >> 4, lens & 15, more >> 4, more & 15
     if a > 4 or p > 8 or z > 8 or e > GTC_CODE or t > 8:
-        raise InvalidBatchError("bad packed order entry")
+        return None
     e_len = 0 if e == GTC_CODE else e
-    at += 4
-    end = at + a + p + z + e_len + t + 64
-    if n < end:
-        raise InvalidBatchError("truncated order table")
-    account = data[at : at + a]
+    at = 4
+    if n != at + a + p + z + e_len + t + 64:
+        return None
+    account = written[at : at + a]
     at += a
-    price = data[at : at + p]
+    price = written[at : at + p]
     at += p
-    size = data[at : at + z]
+    size = written[at : at + z]
     at += z
-    expiry = _GTC if e == GTC_CODE else data[at : at + e_len]
+    expiry = _GTC if e == GTC_CODE else written[at : at + e_len]
     at += e_len
-    salt = data[at : at + t]
+    salt = written[at : at + t]
     at += t
-    y = data[at + 32]
-    entry = b"".join((
+    y = written[at + 32]
+    return b"".join((
         account.rjust(4, b"\x00"), bytes((market, head >> 4 & 1, head & 15)),
         price.rjust(8, b"\x00"), size.rjust(8, b"\x00"), expiry.rjust(8, b"\x00"),
-        salt.rjust(8, b"\x00"), data[at : at + 32], bytes([y & 0x7F]), data[at + 33 : end],
+        salt.rjust(8, b"\x00"), written[at : at + 32], bytes([y & 0x7F]), written[at + 33 :],
         bytes([27 + (y >> 7)]),
     ))
-    return entry, end
 
 
 def decode_written_order(written: bytes) -> SignedOrder | None:
     """The order a written entry stands for; None unless ``written`` is exactly one
     entry (:func:`unpack_entry`) whose is_buy is 0 or 1 (the prover's twin decodes
     the same way, docs/stf.md §5.2)."""
-    try:
-        entry, end = unpack_entry(written, 0)
-    except InvalidBatchError:
-        return None
-    return decode_order_entry(entry) if end == len(written) else None
+    entry = unpack_entry(written)
+    return None if entry is None else decode_order_entry(entry)
 
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch: ``orders`` are the 104-byte entries the STF reads, ``written``
-    the same entries as the batch bytes write them (packed, unless given, as
-    :meth:`decode` gives them)."""
+    """One batch: ``orders`` are the 104-byte entries the STF reads (``b""`` for
+    written bytes that unpack to no entry), ``written`` the same entries as the
+    batch bytes write them (packed, unless given, as :meth:`decode` gives them)."""
 
     timestamp: int
     orders: tuple[bytes, ...]
@@ -151,8 +145,8 @@ class Batch:
             object.__setattr__(self, "written", tuple(pack_entry(e) for e in self.orders))
 
     def encode(self) -> bytes:
-        """Layout: version u8 | timestamp u64 | n_orders u16 | n_orders × packed entry |
-        n_steps u32 | n_steps × (length u16 | step bytes)."""
+        """Layout: version u8 | timestamp u64 | n_orders u16 | n_orders × (length u8 |
+        written entry) | n_steps u32 | n_steps × (length u16 | step bytes)."""
         if len(self.orders) > MAX_ORDERS:
             raise InvalidBatchError("too many orders")
         parts = [
@@ -160,7 +154,11 @@ class Batch:
             self.timestamp.to_bytes(8, "big"),
             len(self.orders).to_bytes(2, "big"),
         ]
-        parts.extend(self.written)
+        for written in self.written:
+            if len(written) > MAX_PACKED_ENTRY_SIZE:
+                raise InvalidBatchError("written order entry too long")
+            parts.append(bytes([len(written)]))
+            parts.append(written)
         parts.append(len(self.steps).to_bytes(4, "big"))
         for step in self.steps:
             if len(step) > MAX_STEP_SIZE:
@@ -180,9 +178,15 @@ class Batch:
         orders = []
         written = []
         for _ in range(n_orders):
-            entry, end = unpack_entry(data, at)
-            orders.append(entry)
-            written.append(data[at:end])
+            if len(data) <= at:
+                raise InvalidBatchError("truncated order table")
+            size = data[at]
+            end = at + 1 + size
+            if size > MAX_PACKED_ENTRY_SIZE or len(data) < end:
+                raise InvalidBatchError("bad order entry length")
+            entry = data[at + 1 : end]
+            written.append(entry)
+            orders.append(unpack_entry(entry) or b"")
             at = end
         if len(data) < at + 4:
             raise InvalidBatchError("truncated order table")

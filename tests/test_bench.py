@@ -42,8 +42,8 @@ def test_flow_fills_and_replays_to_the_same_roots() -> None:
     s = run.stats
     assert run.setup_batches == 1 and s.batches == len(run.flow_batches) >= 2
     assert s.fills > 0 and s.places > s.taker_orders > 0 and s.cancels > 0
-    # packed entries (docs/stf.md §5.2): the flow's orders all pack, to 82 bytes each
-    assert s.entries * 82 == s.table_bytes < s.batch_bytes
+    # written entries (docs/stf.md §5.2): the flow's orders all pack, to 82 bytes and a length byte
+    assert s.entries * 83 == s.table_bytes < s.batch_bytes
     for before, after in zip(run.batches, run.batches[1:], strict=False):
         assert after.pre_root == before.post_root
     result = bench_replay(run)

@@ -94,14 +94,11 @@ MAX_BATCH_BYTES: constant(uint256) = 120000
 BATCH_VERSION: constant(uint256) = 1
 HEADER_SIZE: constant(uint256) = 11  # version u8 | timestamp u64 | n_orders u16
 ORDER_ENTRY_SIZE: constant(uint256) = 104
-# Packed order entries (docs/stf.md §5.2): head u8 | lens u8 | more u8 |
-# market u8 | account | price | size | expiry | salt | r | yParityAndS, or
-# RAW_ENTRY followed by the 104-byte entry.
-RAW_ENTRY: constant(uint256) = 224
-MIN_PACKED_SIZE: constant(uint256) = 68
-GTC_CODE: constant(uint256) = 9
-# An order table and a step count must fit in MAX_BATCH_BYTES.
-MAX_ORDERS: constant(uint256) = (MAX_BATCH_BYTES - HEADER_SIZE - 4) // MIN_PACKED_SIZE
+# Order entries are written packed (docs/stf.md §5.2), each after a length
+# byte; the longest is the escape byte and a whole 104-byte entry.
+WRITTEN_ENTRY_MAX: constant(uint256) = ORDER_ENTRY_SIZE + 1
+# The order table's count is a u16.
+MAX_ORDERS: constant(uint256) = 65535
 # Each step takes at least its 2-byte length prefix.
 MAX_STEPS: constant(uint256) = (MAX_BATCH_BYTES - HEADER_SIZE - 4) // 2
 # Step kinds that consume a queue item (docs/stf.md §5.3).
@@ -336,27 +333,15 @@ def postBatch(batch: Bytes[MAX_BATCH_BYTES], post_root: bytes32, step_count: uin
     timestamp: uint256 = convert(slice(batch, 1, 8), uint256)
     n_orders: uint256 = convert(slice(batch, 9, 2), uint256)
     at: uint256 = HEADER_SIZE
-    assert n_orders <= MAX_ORDERS, "BAD_BATCH"
     partial: bytes32[Merkle.MAX_DEPTH] = empty(bytes32[Merkle.MAX_DEPTH])
     # Offsets below: `at` <= n <= MAX_BATCH_BYTES and sizes < 2**16, so no
     # addition of offsets can overflow (the unsafe_adds are safe).
     for i: uint256 in range(n_orders, bound=MAX_ORDERS):
-        # Each leaf is the hash of the entry as written: its length is 105
-        # for RAW_ENTRY, else 4 head bytes, the fields and 64 signature bytes.
-        assert n >= unsafe_add(at, MIN_PACKED_SIZE), "BAD_BATCH"
-        head: uint256 = extract32(batch, at, output_type=uint256)
-        size: uint256 = ORDER_ENTRY_SIZE + 1
-        if head >> 248 != RAW_ENTRY:
-            a: uint256 = head >> 253
-            p: uint256 = (head >> 244) & 15
-            z: uint256 = (head >> 240) & 15
-            e: uint256 = (head >> 236) & 15
-            t: uint256 = (head >> 232) & 15
-            assert a <= 4 and p <= 8 and z <= 8 and e <= GTC_CODE and t <= 8, "BAD_BATCH"
-            if e == GTC_CODE:
-                e = 0
-            size = unsafe_add(MIN_PACKED_SIZE, unsafe_add(unsafe_add(a, p), unsafe_add(unsafe_add(z, e), t)))
-        assert n >= unsafe_add(at, size), "BAD_BATCH"
+        # length u8 | the entry as written; the leaf is the hash of the entry.
+        assert n > at, "BAD_BATCH"
+        size: uint256 = convert(slice(batch, at, 1), uint256)
+        at = unsafe_add(at, 1)
+        assert size <= WRITTEN_ENTRY_MAX and n >= unsafe_add(at, size), "BAD_BATCH"
         node: bytes32 = keccak256(slice(batch, at, size))
         at = unsafe_add(at, size)
         # Merkle._push, inlined (a call would copy `partial` twice).

@@ -36,7 +36,7 @@ from l1_contracts.bindings import BatchStatus, Contracts, Transactor, game_info_
 from l1_contracts.config import BPS, DEVNET, ETHER, TEST
 from l1_contracts.deploy import Genesis, deploy_web3
 from node.anvil import DEV_KEYS, Anvil, anvil_available
-from node.batches import L1Status, Verdict
+from node.batches import Verdict
 from node.derive import Derivation
 from node.l1 import RetryPolicy
 from proofs.game import split_points
@@ -128,7 +128,7 @@ def test_the_player_beats_a_wrong_root_and_survives_a_restart(real_chain: L1Chai
     assert chain.rollup.bonds(me) == TEST.challenger_bond + TEST.proposer_bond - burn
     assert chain.rollup.bonds(chain.sequencer) == seq_bond - TEST.proposer_bond
     # the derivation followed the removal back to the parent
-    assert derivation.record(wrong.index).l1_status == L1Status.REMOVED  # type: ignore[union-attr]
+    assert derivation.record(wrong.index).l1_status == BatchStatus.REMOVED  # type: ignore[union-attr]
     assert derivation.db.root == chain.db.root
     st = player.status()
     assert st["won"] == [0] and st["active"] == [] and st["locked"] == 0

@@ -51,11 +51,11 @@ from challenger.solver import (
     challenger_move,
 )
 from challenger.trace import BatchTrace
-from l1_contracts.bindings import Contracts, Transactor
+from l1_contracts.bindings import BatchStatus, Contracts, Transactor
 from l1_contracts.config import RollupConfig
 from l1_contracts.deploy import Deployment, Genesis, deploy_web3
 from node.anvil import DEV_KEYS, Anvil, _die_with_parent
-from node.batches import L1Status, Verdict
+from node.batches import Verdict
 from node.derive import Derivation
 from node.follower import Follower
 from node.l1 import L1Client, L1Error, error_code
@@ -454,10 +454,10 @@ class DishonestChallenger:
             if gid not in self.games and gid not in self.outcomes:
                 self.games[gid] = self.chain.game(gid).batch
                 self.challenged.add(self.games[gid])
-        for rec in self.derivation.records(status=L1Status.PENDING):
+        for rec in self.derivation.records(status=BatchStatus.PENDING):
             if rec.index in self.challenged or not self._wanted(rec.index, rec.verdict) or now >= rec.deadline:
                 continue
-            if self.chain.batch_status(rec.index) != int(L1Status.PENDING):
+            if self.chain.batch_status(rec.index) != int(BatchStatus.PENDING):
                 continue
             try:
                 gid = self.chain.create_game(rec.index, max(0, constants.challenger_bond - self.chain.free_bond()))
@@ -484,7 +484,7 @@ class DishonestChallenger:
             self.outcomes[gid] = g.status.name
             del self.games[gid]
             return ""
-        if self.chain.batch_status(g.batch) == int(L1Status.REMOVED):
+        if self.chain.batch_status(g.batch) == int(BatchStatus.REMOVED):
             self.chain.cancel_game(gid)
             return f"cancelGame {gid}"
         if not self.answers or self.derivation.record(g.batch) is None:

@@ -82,10 +82,11 @@ MALFORMED = {
     "empty": b"",
     "short header": b"\x01" + b"\x00" * 10,
     "bad version": b"\x02" + b"\x00" * 10 + b"\x00\x00\x00\x01" + b"\x00\x00",
-    "truncated order table": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\x00" * 64 + b"\x00\x00\x00\x01",
-    "truncated whole entry": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\xe0" + b"\x00" * 100 + b"\x00\x00\x00\x01",
-    "bad packed length": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\xa0" + b"\x00" * 67 + b"\x00\x00\x00\x01"
-    + b"\x00\x01\x06",
+    "truncated order table": b"\x01" + b"\x00" * 8 + b"\x00\x02" + b"\x44" + b"\x00" * 68,
+    "order entry longer than 105 bytes": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\x6a" + b"\x00" * 106
+    + b"\x00\x00\x00\x01" + b"\x00\x01\x06",
+    "truncated order entry": b"\x01" + b"\x00" * 8 + b"\x00\x01" + b"\x44" + b"\x00" * 50
+    + b"\x00\x00\x00\x01",
     "truncated step length": b"\x01" + b"\x00" * 10 + b"\x00\x00\x00\x02" + b"\x00\x00" + b"\x00",
     "truncated step": b"\x01" + b"\x00" * 10 + b"\x00\x00\x00\x01" + b"\x00\x05" + b"\x06" * 4,
     "trailing bytes": b"\x01" + b"\x00" * 10 + b"\x00\x00\x00\x01" + b"\x00\x01\x06" + b"\x00",

@@ -25,7 +25,7 @@ from l1_contracts.bindings import BatchStatus, Contracts, Transactor
 from l1_contracts.config import DEVNET, TEST
 from l1_contracts.deploy import TEST_PROVER, Genesis, boa_deployer, deploy_web3
 from node.anvil import DEV_KEYS, Anvil, anvil_available
-from node.batches import L1Status, PostedBatch, Verdict
+from node.batches import PostedBatch, Verdict
 from node.derive import Derivation, DerivationError, commitment_of
 from node.follower import Follower
 from node.l1 import L1Client
@@ -88,7 +88,7 @@ def test_honest_batches_match(setup: Setup) -> None:
     d = s.derivation
     recs = d.records(1)
     assert [r.index for r in recs] == [1, 2]
-    assert all(r.verdict == Verdict.MATCH and r.l1_status == L1Status.PENDING for r in recs)
+    assert all(r.verdict == Verdict.MATCH and r.l1_status == BatchStatus.PENDING for r in recs)
     assert recs[-1].computed_root == s.chain.db.root == d.db.root
     assert recs[1].pre_root == recs[0].computed_root == recs[1].posted_pre_root
     assert recs[0].data.deposit_end == 2 and s.feed.reader.calls == 1  # both deposits in one read
@@ -100,7 +100,7 @@ def test_honest_batches_match(setup: Setup) -> None:
         s.chain.rollup.finalize(i)
         s.feed.journal.record(s.chain.rollup)
     assert s.feed.sync() == [1, 2]
-    assert d.record(2).l1_status == L1Status.FINAL and not d.has_bytes(2)  # type: ignore[union-attr]
+    assert d.record(2).l1_status == BatchStatus.FINAL and not d.has_bytes(2)  # type: ignore[union-attr]
     # bytes read back from L1 are checked against the commitment before they are kept
     with pytest.raises(ValueError):
         d.restore_bytes(2, s.feed.journal.inputs[d.record(1).tx_hash])  # type: ignore[union-attr]
@@ -149,7 +149,7 @@ def test_rollback_after_a_removal(setup: Setup) -> None:
     assert s.feed.sync() == [wrong.index, child.index]
     assert c.rollup.batchStatus(wrong.index) == BatchStatus.REMOVED
     d = s.derivation
-    assert [d.record(i).l1_status for i in (wrong.index, child.index)] == [L1Status.REMOVED] * 2  # type: ignore[union-attr]
+    assert [d.record(i).l1_status for i in (wrong.index, child.index)] == [BatchStatus.REMOVED] * 2  # type: ignore[union-attr]
     assert d.head == parent and d.db.root == parent.computed_root
     # the next batch takes the removed one's place and derives on the parent's state
     set_time(now() + 3)
