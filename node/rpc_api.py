@@ -121,6 +121,23 @@ def _account_param(value: Any) -> tuple[bytes | None, int | None]:
     return None, _int_param(value, "account", 0, 1 << 32)
 
 
+def _load_account(
+    d: Derivation, root: bytes, account: int | str, owner: bytes | None, index: int | None
+) -> tuple[int, Account]:
+    """The account ``account`` names (by ``owner`` or ``index``, from ``_account_param``) at
+    ``root``, with its index; UNKNOWN_ACCOUNT when there is none."""
+    i = index
+    if owner is not None:
+        raw_index = d.db.get(account_index_key(owner), root)
+        if raw_index is None:
+            raise _not_found(f"account {account}", "UNKNOWN_ACCOUNT")
+        i = decode_account_index(raw_index)
+    raw = None if i is None else d.db.get(account_key(i), root)
+    if i is None or raw is None:
+        raise _not_found(f"account {account}", "UNKNOWN_ACCOUNT")
+    return i, Account.decode(raw)
+
+
 def _not_found(what: str, reason: str) -> RpcError:
     return RpcError(NOT_FOUND, f"{what} not found", {"reason": reason})
 
@@ -267,17 +284,7 @@ class NodeApi:
         def read(d: Derivation) -> dict[str, Any]:
             record = self._select(d, batch)
             root = record.computed_root
-            i = index
-            if owner is not None:
-                raw_index = d.db.get(account_index_key(owner), root)
-                if raw_index is None:
-                    raise _not_found(f"account {account}", "UNKNOWN_ACCOUNT")
-                i = decode_account_index(raw_index)
-            assert i is not None  # noqa: S101
-            raw = d.db.get(account_key(i), root)
-            if raw is None:
-                raise _not_found(f"account {account}", "UNKNOWN_ACCOUNT")
-            acct = Account.decode(raw)
+            i, acct = _load_account(d, root, account, owner, index)
             params = Params.decode(_need(d.db.get(PARAMS_KEY, root)))
             prices = Prices.decode(_need(d.db.get(PRICES_KEY, root)))
             g = Global.decode(_need(d.db.get(GLOBAL_KEY, root)))
@@ -370,17 +377,10 @@ class NodeApi:
             record = self._select(d, batch)
             root = record.computed_root
             extra: list[bytes] = []
-            i = index
-            if owner is not None:
-                raw_index = d.db.get(account_index_key(owner), root)
-                if raw_index is None:
-                    raise _not_found(f"account {account}", "UNKNOWN_ACCOUNT")
-                i = decode_account_index(raw_index)
-            if i is not None:
-                raw = d.db.get(account_key(i), root)
-                if raw is None:
-                    raise _not_found(f"account {account}", "UNKNOWN_ACCOUNT")
-                extra = [account_key(i), account_index_key(Account.decode(raw).owner)]
+            i: int | None = None
+            if account is not None:
+                i, acct = _load_account(d, root, account, owner, index)
+                extra = [account_key(i), account_index_key(acct.owner)]
             out = get_proof(d.db, [*wanted, *extra], root)
             out.update(batch=record.index, status=STATUS_NAMES[record.l1_status],
                        postedRoot=_hex(record.posted_root))

@@ -938,4 +938,3 @@ def _owner_word(proposer: address, status: BatchStatus, n_steps: uint256, open_g
         | (convert(status, uint256) << 160)
         | convert(convert(proposer, uint160), uint256)
     )
-

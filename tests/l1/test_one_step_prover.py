@@ -37,11 +37,11 @@ from l1_contracts.onestep_gas import Rig, batch_data, deploy_rig, representable,
 from l1_contracts.worst_cases import heavy_scenarios
 from proofs.onestep import MAX_PROVEN_STEP, ProverInput, ProverLeaf, locate_values, prover_input
 from proofs.witness import build_step_witness
-from state.batch import Batch
+from state.batch import Batch, pack_entry
 from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, ListQueues
 from state.db import StateDB
 from state.keccak import keccak256
-from state.txs import KIND_NAMES
+from state.txs import KIND_NAMES, encode_trade
 from tests.strategies import (
     Actors,
     HostileBatch,
@@ -50,7 +50,7 @@ from tests.strategies import (
     populated_world,
     scaled_examples,
 )
-from tests.world import World
+from tests.world import ETH_PERP, USDC, World, standard_world
 
 VECTORS = sorted((Path(__file__).resolve().parents[1] / "vectors").glob("*.json"))
 BUDGET = 1_000_000
@@ -354,3 +354,23 @@ def test_long_steps_change_nothing(rig: Rig) -> None:
         p = rig_mod.prove_batch_step(rig, w.leaves, b, 0, w.chain, ListQueues())
         assert p.root == p.python_root
         assert p.args.is_long
+
+
+def test_malformed_written_entry(rig: Rig) -> None:
+    """Written bytes that unpack to no order (docs/stf.md §5.2) parse as a malformed entry:
+    a trade that references it changes nothing, in the Python STF and in the prover alike."""
+    w = standard_world(("a", "b"), 10_000 * USDC)
+    maker = w.order("a", ETH_PERP, False, 3_000_000, 5)
+    taker = w.order("b", ETH_PERP, True, 3_000_000, 5)
+    written = (pack_entry(maker), pack_entry(taker), b"\xe1" + pack_entry(taker)[1:])  # account length 7
+    steps = (encode_trade(0, 1, 2), encode_trade(0, 2, 2))
+    batch = Batch.decode(Batch(w.time + 1, (maker, taker, b""), steps, written).encode())
+    assert batch.orders[2] == b"" and batch.written == written
+    db = StateDB.in_memory()
+    pre = db.initialize(dict(w.leaves))
+    ctx = BatchContext.create(batch.timestamp, w.chain, w.queues, list(batch.orders))
+    roots = db.roots_after_each(pre, steps, ctx)
+    assert roots[0] != roots[1] == roots[2]  # the first trade fills, the second is refused
+    for index in range(len(steps)):
+        p = rig_mod.prove_batch_step(rig, w.leaves, batch, index, w.chain, w.queues)
+        assert p.root == p.python_root == roots[index + 1]

@@ -146,7 +146,7 @@ MAX_ORACLE_KEYS: constant(uint256) = 16
 # little more so that malformed payloads of any plausible length are tested.
 MAX_PAYLOAD: constant(uint256) = 64
 ORDER_ENTRY_SIZE: constant(uint256) = 104
-# An entry as the batch writes it (§5.2): packed (68-100 bytes), or 0xE0 and
+# An entry as the batch writes it (§5.2): packed (68-104 bytes), or 0xE0 and
 # the 104 bytes.
 WRITTEN_ENTRY_MAX: constant(uint256) = 105
 # Leaf heads (§4.3, §4.4).
