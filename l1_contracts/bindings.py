@@ -123,6 +123,13 @@ def parse_batch(data: bytes) -> ParsedBatch:
         batch = Batch.decode(data)
     except InvalidBatchError as exc:
         raise BatchRejected(str(exc)) from exc
+    return parsed_of(batch, len(data))
+
+
+def parsed_of(batch: Batch, size: int) -> ParsedBatch:
+    """:func:`parse_batch` of bytes already decoded to ``batch`` (``size`` of them)."""
+    if size > MAX_BATCH_BYTES:
+        raise BatchRejected("batch too long")
     if not batch.steps:
         raise BatchRejected("no steps")
     n_deposits = sum(1 for s in batch.steps if s[:1] == bytes([KIND_DEPOSIT]))

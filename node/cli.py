@@ -6,7 +6,9 @@ import argparse
 import importlib
 import json
 import sys
+from dataclasses import fields
 
+from node.compiled_state import stale_warning
 from state.batch import Batch
 from state.errors import InvalidBatchError
 from state.txs import KIND_NAMES, decode_order_entry, decode_step
@@ -15,18 +17,18 @@ from state.txs import KIND_NAMES, decode_order_entry, decode_step
 def _describe_step(step: bytes) -> dict[str, object]:
     tx = decode_step(step)
     kind = KIND_NAMES.get(step[0], "unknown") if step else "empty"
-    fields: dict[str, object] = {"kind": kind, "bytes": len(step)}
+    described: dict[str, object] = {"kind": kind, "bytes": len(step)}
     if tx is None:
-        fields["malformed"] = True
-        return fields
-    for name in getattr(tx, "__slots__", ()):
-        value = getattr(tx, name)
+        described["malformed"] = True
+        return described
+    for field in fields(tx):
+        value = getattr(tx, field.name)
         if isinstance(value, bytes):
             value = "0x" + value.hex()
         elif isinstance(value, tuple):
             value = len(value)
-        fields[name] = value
-    return fields
+        described[field.name] = value
+    return described
 
 
 def decode_batch_command(args: argparse.Namespace) -> int:
@@ -44,7 +46,7 @@ def decode_batch_command(args: argparse.Namespace) -> int:
     print(json.dumps({"timestamp": batch.timestamp, "orders": len(batch.orders), "steps": len(batch.steps)}))
     for i, entry in enumerate(batch.orders):
         order = decode_order_entry(entry)
-        body = None if order is None else {k: getattr(order.body, k) for k in order.body.__slots__}
+        body = None if order is None else {f.name: getattr(order.body, f.name) for f in fields(order.body)}
         print(json.dumps({"order": i, "body": body}))
     for i, step in enumerate(batch.steps):
         print(json.dumps({"step": i, **_describe_step(step)}))
@@ -90,6 +92,9 @@ def run_delegated(name: str, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hfx`` console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    stale = stale_warning()
+    if stale is not None:
+        print(f"hfx: warning: {stale}", file=sys.stderr)
     if argv and argv[0] in DELEGATED:
         return run_delegated(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="hfx", description="HFX optimistic-rollup derivatives exchange")

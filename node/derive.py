@@ -50,10 +50,19 @@ from node.batches import BatchRecord, PostedBatch, Verdict
 from node.derive_store import RecordStore
 from node.l1 import bindings
 from node.queues import BoundedQueues
+from node.sigpool import RecoveryProcess
 from node.state_handle import has_root, open_state, reset_root
 from proofs.witness import StepWitness, build_step_witness
 from state.batch import Batch
-from state.context import BatchContext, ChainConfig, L1Deposit, L1Forced, L1Queues, SignatureJob
+from state.context import (
+    BatchContext,
+    ChainConfig,
+    L1Deposit,
+    L1Forced,
+    L1Queues,
+    OrderTable,
+    SignatureJob,
+)
 from state.db import StateDB, TrieSource
 from state.eip712 import recover_signer
 from state.errors import Code
@@ -144,8 +153,24 @@ class ThreadRecovery:
             pool.shutdown(wait=True)
 
 
-_SHARED_RECOVERY = ThreadRecovery()
-"""The recovery of every derivation opened without one (threads start on first use)."""
+_SHARED_RECOVERY = RecoveryProcess()
+"""The recovery of every derivation opened without one (its process starts on first use).
+
+Threads lose here: each recovery hands the GIL back and forth with the
+deriving thread (docs/node.md §5)."""
+
+
+@dataclass(frozen=True)
+class _Prefetched:
+    """A batch handed ahead (:meth:`Derivation.prefetch`): its bytes decoded, its signers being recovered."""
+
+    raw: bytes
+    batch: Batch
+    orders: OrderTable
+    jobs: list[SignatureJob]
+    recovered: _Recovered
+    accounts: int
+    """The account count when the jobs were made (a later account's orders were not among them)."""
 
 
 @dataclass
@@ -189,17 +214,19 @@ def commitment_of(raw: bytes, deposit_start: int, forced_start: int) -> BatchDat
     return BatchData.of(parsed, deposit_start, forced_start)
 
 
-def decode_posted(posted: PostedBatch) -> tuple[Batch | None, str]:
+def decode_posted(posted: PostedBatch, decoded: Batch | None = None) -> tuple[Batch | None, str]:
     """The batch carried by ``posted``, or None with the reason it is unusable.
 
     The bytes must decode and give exactly the posted commitment: on L1 both
     always hold (``postBatch`` parses its own calldata), so a failure means
-    the bytes read are not the ones L1 parsed."""
+    the bytes read are not the ones L1 parsed. ``decoded`` is
+    ``Batch.decode(posted.raw)`` when the caller has it already."""
     if posted.raw is None:
         return None, "batch bytes unavailable"
     try:
-        batch = Batch.decode(posted.raw)
-        data = commitment_of(posted.raw, posted.data.deposit_start, posted.data.forced_start)
+        batch = Batch.decode(posted.raw) if decoded is None else decoded
+        parsed = bindings.parsed_of(batch, len(posted.raw))
+        data = BatchData.of(parsed, posted.data.deposit_start, posted.data.forced_start)
     except ValueError as exc:
         return None, f"undecodable batch: {exc}"
     if data != posted.data:
@@ -227,7 +254,7 @@ class Derivation:
         self.chain = chain
         self.recovery: SignerRecovery = _SHARED_RECOVERY if recovery is None else recovery
         self._contexts: OrderedDict[int, tuple[Batch, BatchContext]] = OrderedDict()
-        self._prefetched: OrderedDict[tuple[int, bytes], tuple[list[SignatureJob], _Recovered, int]] = OrderedDict()
+        self._prefetched: OrderedDict[tuple[int, bytes], _Prefetched] = OrderedDict()
         self._group: _Group | None = None
         head = self.head
         if head is None:
@@ -386,7 +413,10 @@ class Derivation:
                 f"batch {posted.index} follows {posted.parent} but the head is {None if head is None else head.index}"
             )
         deposits, forced = _collect(posted.data, queues)
-        batch, note = decode_posted(posted)
+        ahead = self._prefetched.pop((posted.index, posted.tx_hash), None)
+        if ahead is not None and ahead.raw != posted.raw:
+            ahead = None
+        batch, note = decode_posted(posted, None if ahead is None else ahead.batch)
         pre = head.computed_root
         if self._db.root != pre:  # a commit whose record was not written (an earlier failure)
             self._db = reset_root(_fresh(self._db), pre)
@@ -396,10 +426,10 @@ class Derivation:
             verdict, computed = Verdict.UNDECODABLE, pre
         else:
             ctx = self._context(batch, posted.data, ItemQueues(deposits, forced, queues))
-            ahead = self._prefetched.pop((posted.index, posted.tx_hash), None)
-            if ahead is not None:
-                ctx.orders.accept_recovered(ahead[0], ahead[1].result())
-            if ahead is None or ahead[2] != self._account_count():
+            if ahead is not None:  # its order table has the entries decoded and their digests
+                ctx = replace(ctx, orders=ahead.orders)
+                ctx.orders.accept_recovered(ahead.jobs, ahead.recovered.result())
+            if ahead is None or ahead.accounts != self._account_count():
                 self._recover(ctx)  # (the STF recovers any signer still missing itself)
             try:
                 result = self._db.apply_batch(batch, ctx)
@@ -445,7 +475,9 @@ class Derivation:
             jobs = ctx.orders.signature_jobs(self._db.view)
         except (ValueError, IndexError, KeyError):
             return False
-        self._prefetched[key] = (jobs, self.recovery.submit(jobs), self._account_count())
+        self._prefetched[key] = _Prefetched(
+            raw, batch, ctx.orders, jobs, self.recovery.submit(jobs), self._account_count()
+        )
         while len(self._prefetched) > 4:
             self._prefetched.popitem(last=False)
         return True

@@ -59,6 +59,8 @@ from node.rollup_events import (
 log = logging.getLogger(__name__)
 
 FOREVER = RetryPolicy(attempts=1_000_000, max_delay=30.0)
+PREFETCH_AHEAD = 2
+"""Posted batches whose signers are recovered ahead of the one being derived."""
 """The loop's backoff on transient failures: up to 30 s between polls, never giving up."""
 
 
@@ -212,19 +214,22 @@ class Follower:
         return report
 
     def _prefetch_next(self, events: list[BatchLog], k: int, fetched: dict[bytes, bytes | None]) -> None:
-        """Before event ``k`` is handled, read the bytes of the next posted batch after it and let the
-        derivation recover its signers meanwhile (:meth:`~node.derive.Derivation.prefetch`)."""
+        """Before event ``k`` is handled, read the bytes of the next ``PREFETCH_AHEAD`` posted batches
+        after it and let the derivation recover their signers meanwhile
+        (:meth:`~node.derive.Derivation.prefetch`; two ahead hides the recovery process's turnaround)."""
+        ahead: list[BatchPostedLog] = []
         for event in events[k + 1 :]:
             if isinstance(event, BatchPostedLog):
-                break
-        else:
-            return
-        known = self.derivation.record(event.index)
-        if known is not None and known.tx_hash == event.tx_hash:
-            return
-        if event.tx_hash not in fetched:
-            fetched[event.tx_hash] = self._batch_bytes(event.tx_hash)
-        self.derivation.prefetch(event.index, event.tx_hash, fetched[event.tx_hash])
+                ahead.append(event)
+                if len(ahead) == PREFETCH_AHEAD:
+                    break
+        for event in ahead:
+            known = self.derivation.record(event.index)
+            if known is not None and known.tx_hash == event.tx_hash:
+                continue
+            if event.tx_hash not in fetched:
+                fetched[event.tx_hash] = self._batch_bytes(event.tx_hash)
+            self.derivation.prefetch(event.index, event.tx_hash, fetched[event.tx_hash])
 
     def _batch_bytes(self, tx_hash: bytes) -> bytes | None:
         tx = self.l1.transaction(tx_hash)

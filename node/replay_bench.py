@@ -16,7 +16,7 @@ worker processes before its steps run.
 ``python -m node.replay_bench [seconds] [--runs N] [--threads N]`` runs a flow
 of that many logical seconds and prints the rates (grouped commits, as a node
 catching up; a commit per batch, as a node at the head) next to the ecrecover
-baseline. The next batch's signers are recovered ahead
+baseline. The next ``ahead`` batches' signers are recovered ahead
 (:meth:`~node.derive.Derivation.prefetch`), as the follower does.
 """
 
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from node.batches import PostedBatch, Verdict
 from node.derive import Derivation, SignerRecovery, commitment_of
+from node.follower import PREFETCH_AHEAD
 from sequencer.flow_bench import FlowRun, FlowSpec, run_flow
 from sequencer.open_batch import ClosedBatch
 from state.batch import Batch
@@ -71,9 +72,12 @@ def posted_of(closed: ClosedBatch, rollup_index: int) -> PostedBatch:
 
 
 def bench_replay(
-    run: FlowRun, *, recovery: SignerRecovery | None = None, grouped: bool = True
+    run: FlowRun, *, recovery: SignerRecovery | None = None, grouped: bool = True, ahead: int = PREFETCH_AHEAD
 ) -> ReplayResult:
     """Derive every batch of ``run`` on a fresh on-disk node; time the flow batches.
+
+    Before each batch the next ``ahead`` batches are handed to
+    :meth:`Derivation.prefetch`, as the follower does (``PREFETCH_AHEAD``).
 
     ``grouped`` derives them as a node catching up does (:meth:`Derivation.grouped`:
     a durable commit every ``GROUP_BATCHES`` batches or ``GROUP_SECONDS``); without
@@ -93,8 +97,8 @@ def bench_replay(
             with d.grouped() if grouped else contextlib.nullcontext():
                 flow = posted[setup:]
                 for k, p in enumerate(flow):
-                    if k + 1 < len(flow):  # the follower hands the next batch's bytes ahead too
-                        d.prefetch(flow[k + 1].index, flow[k + 1].tx_hash, flow[k + 1].raw)
+                    for n in flow[k + 1 : k + 1 + ahead]:  # the follower hands the next batches' bytes ahead too
+                        d.prefetch(n.index, n.tx_hash, n.raw)
                     _check(d.apply(p, queues).verdict, p.index)
             elapsed = time.perf_counter() - start
         finally:
@@ -112,6 +116,7 @@ def main(argv: list[str]) -> int:
     import argparse
 
     from node.derive import ThreadRecovery
+    from node.sigpool import RecoveryProcess
     from sequencer.flow_bench import oracle_address
     from state.eip712 import ecrecover_baseline_rate
 
@@ -123,20 +128,24 @@ def main(argv: list[str]) -> int:
     p.add_argument("seconds", nargs="?", type=int, default=60, help="logical seconds of the flow (default 60)")
     p.add_argument("--runs", type=int, default=3, help="runs of each mode; the best is printed (default 3)")
     p.add_argument("--threads", type=int, default=None,
-                   help="signature recovery threads (default: one per core; 1: in the deriving thread)")
+                   help="recover signatures in this many threads (1: in the deriving thread) instead of "
+                        "the node's default, one recovery process")
     a = p.parse_args(argv)
     if a.seconds < 1 or a.runs < 1 or (a.threads is not None and a.threads < 1):
         p.error("seconds, --runs and --threads must be positive")
     chain = ChainConfig(31337, b"\x42" * 20, frozenset({oracle_address()}), 1)
     run = run_flow(FlowSpec(seconds=a.seconds), chain, 1_800_000_000)
-    recovery = ThreadRecovery(a.threads)
+    recovery: ThreadRecovery | RecoveryProcess = (
+        RecoveryProcess() if a.threads is None else ThreadRecovery(a.threads)
+    )
+    label = "a recovery process" if a.threads is None else f"{a.threads} recovery threads"
     try:
         for grouped in (True, False):
             result = max((bench_replay(run, recovery=recovery, grouped=grouped) for _ in range(a.runs)),
                          key=lambda r: r.trades_per_s)
             recover = ecrecover_baseline_rate(4_000)
             mode = "grouped commits" if grouped else "commit per batch"
-            print(f"replay ({mode}, {recovery.workers} recovery threads): {result.trades} trades in "
+            print(f"replay ({mode}, {label}): {result.trades} trades in "
                   f"{result.batches} batches, {result.seconds:.2f} s: {result.trades_per_s:,.0f} trades/s; "
                   f"ecrecover {recover:,.0f}/s; ratio {result.trades_per_s / recover:.2f}")
     finally:

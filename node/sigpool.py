@@ -9,9 +9,14 @@ instead of recovering them itself, with identical results.
 
 from __future__ import annotations
 
+import atexit
 import os
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing.connection import Connection
 
 from state.context import SignatureJob
 from state.eip712 import recover_signer
@@ -62,3 +67,164 @@ class SignaturePool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ------------------------------------------------------------------ one process, one pipe
+
+_JOB = 32 + 65
+"""A job on the wire: digest ‖ signature."""
+_NOBODY = b"\x00" * 21
+"""A result on the wire: 0x01 ‖ address, or 21 zero bytes for no signer."""
+
+
+def serve_stdio() -> None:
+    """The recovery process's main: jobs framed on stdin, signers framed on stdout."""
+    _serve(Connection(0, writable=False), Connection(1, readable=False))
+
+
+def _serve(requests: Connection, answers: Connection) -> None:
+    """Read jobs, answer with signers, in order, until the pipe closes."""
+    conn = requests
+    while True:
+        try:
+            request = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        out = []
+        for i in range(0, len(request), _JOB):
+            signer = recover_signer(request[i : i + 32], request[i + 32 : i + _JOB])
+            out.append(_NOBODY if signer is None else b"\x01" + signer)
+        answers.send_bytes(b"".join(out))
+
+
+class _PipeAnswer:
+    """The signers of one request to a :class:`RecoveryProcess`; ``result()`` reads them in turn."""
+
+    def __init__(self, owner: RecoveryProcess, ticket: int, jobs: Sequence[SignatureJob]) -> None:
+        self._owner = owner
+        self._ticket = ticket
+        self._jobs = jobs
+        self._signers: list[bytes | None] | None = None
+
+    def result(self) -> list[bytes | None]:
+        """Block until the process has answered (recovering here if it is gone)."""
+        if self._signers is None:
+            raw = self._owner._answer(self._ticket)
+            if raw is None:
+                self._signers = [recover_signer(j.digest, j.signature) for j in self._jobs]
+            else:
+                self._signers = [
+                    raw[i + 1 : i + 21] if raw[i] else None for i in range(0, len(raw), 21)
+                ]
+        return self._signers
+
+
+class RecoveryProcess:
+    """Recovers signers in one child process, over a pipe, with no helper thread in this one.
+
+    A :class:`SignaturePool` hands work to its processes through threads that
+    need this process's GIL: while the deriving thread runs the STF they wait
+    their turn, and the batch's recoveries arrive late. Here :meth:`submit`
+    writes the jobs to the pipe at once (a batch's ~6 kB fits its buffer) and
+    ``result()`` reads the answer when it is needed, so the child recovers the
+    next batch's signers on the other core while this one applies the
+    current batch. Requests of fewer than ``inline_below`` jobs are recovered
+    in the caller (a round trip costs more). Answers are read in order of
+    requests; thread-safe. If the child dies, the signers are recovered in
+    the caller, with the same results."""
+
+    def __init__(self, inline_below: int = 8) -> None:
+        self.inline_below = inline_below
+        self.workers = 1
+        self._lock = threading.Lock()
+        self._send: Connection | None = None
+        self._conn: Connection | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._next = 0
+        self._read = 0
+        self._answers: dict[int, bytes | None] = {}
+        self._atexit = False
+
+    def submit(self, jobs: Sequence[SignatureJob]) -> RecoveryFuture | _PipeAnswer:
+        """Start recovering ``jobs``; ``result()`` gives their signers in order."""
+        if len(jobs) < self.inline_below:
+            done: Future[list[bytes | None]] = Future()
+            done.set_result([recover_signer(j.digest, j.signature) for j in jobs])
+            return RecoveryFuture(jobs, [done])
+        request = b"".join(j.digest + j.signature for j in jobs)
+        with self._lock:
+            ticket = self._next
+            self._next += 1
+            try:
+                if len(request) != _JOB * len(jobs):
+                    raise ValueError("a job's digest or signature has the wrong length")
+                self._connection()
+                if self._send is None:
+                    raise OSError("no pipe")
+                self._send.send_bytes(request)
+            except (OSError, ValueError):
+                self._answers[ticket] = None
+        return _PipeAnswer(self, ticket, list(jobs))
+
+    def _connection(self) -> Connection:
+        """The pipe to the child, starting it first if needed (``python -c``: nothing of
+        this process's ``__main__`` is imported there)."""
+        if self._conn is None:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from node.sigpool import serve_stdio; serve_stdio()"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+            )
+            if process.stdin is None or process.stdout is None:
+                raise OSError("no pipes to the recovery process")
+            self._send = Connection(os.dup(process.stdin.fileno()), readable=False)
+            self._conn = Connection(os.dup(process.stdout.fileno()), writable=False)
+            process.stdin.close()
+            process.stdout.close()
+            self._process = process
+            if not self._atexit:
+                atexit.register(self.close)
+                self._atexit = True
+        return self._conn
+
+    def _answer(self, ticket: int) -> bytes | None:
+        """The raw answer to request ``ticket`` (None: recover it in the caller)."""
+        with self._lock:
+            while ticket not in self._answers:
+                read = self._read
+                if read in self._answers:  # a request that never reached the pipe
+                    self._read += 1
+                    continue
+                try:
+                    if self._conn is None:
+                        raise EOFError
+                    self._answers[read] = self._conn.recv_bytes()
+                    self._read += 1
+                except (EOFError, OSError):  # every request still out went to the lost child
+                    for lost in range(read, self._next):
+                        self._answers.setdefault(lost, None)
+                    self._read = self._next
+                    self._drop()
+            return self._answers.pop(ticket)
+
+    def _drop(self) -> None:
+        """Forget the child (it stopped answering, or is closed): later requests start a new one."""
+        for conn in (self._send, self._conn):
+            if conn is not None:
+                conn.close()
+        process = self._process
+        self._send, self._conn, self._process = None, None, None
+        if process is not None:
+            try:
+                process.wait(5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def close(self) -> None:
+        """Stop the child (a later :meth:`submit` starts another)."""
+        with self._lock:
+            for lost in range(self._read, self._next):
+                self._answers.setdefault(lost, None)
+            self._read = self._next
+            self._drop()

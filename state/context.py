@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
+from mypy_extensions import mypyc_attr
+
 from state.eip712 import domain_separator, order_digest, recover_signer
 from state.layout import Account
 from state.txs import SignedOrder, decode_order_entry
@@ -95,6 +97,7 @@ class AccountReader(Protocol):
         ...
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class OrderTable:
     """A batch's order table, decoded lazily, with each signer recovered at most once."""
 
@@ -102,7 +105,7 @@ class OrderTable:
         self._entries = entries
         self._domain = domain
         self._decoded: dict[int, SignedOrder | None] = {}
-        self._signed: dict[tuple[int, bytes], tuple[bytes, bool]] = {}
+        self._signed_entries: dict[tuple[int, bytes], tuple[bytes, bool]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -131,7 +134,7 @@ class OrderTable:
             if order is None:
                 continue
             account = view.account(order.body.account)
-            if account is None or (ref, account.owner) in self._signed:
+            if account is None or (ref, account.owner) in self._signed_entries:
                 continue
             b = order.body
             digest = order_digest(
@@ -146,19 +149,19 @@ class OrderTable:
         if len(jobs) != len(signers):
             raise ValueError("one recovered signer per job")
         for job, signer in zip(jobs, signers, strict=True):
-            self._signed[(job.ref, job.owner)] = (job.digest, signer == job.owner)
+            self._signed_entries[(job.ref, job.owner)] = (job.digest, signer == job.owner)
 
     def digest_and_check(self, ref: int, order: SignedOrder, owner: bytes) -> tuple[bytes, bool]:
         """The order's EIP-712 digest with ``owner`` as trader, and whether ``owner`` signed it."""
         key = (ref, owner)
-        hit = self._signed.get(key)
+        hit = self._signed_entries.get(key)
         if hit is None:
             b = order.body
             digest = order_digest(
                 self._domain, owner, b.market, b.is_buy, b.price, b.size, b.flags, b.expiry, b.salt
             )
             hit = (digest, recover_signer(digest, order.signature) == owner)
-            self._signed[key] = hit
+            self._signed_entries[key] = hit
         return hit
 
 

@@ -247,7 +247,7 @@ def _pubkey_to_address(pub: PublicKey) -> bytes:
     return keccak256(pub.format(compressed=False)[1:])[12:]
 
 
-def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
+def recover_signer(digest: object, signature: object) -> bytes | None:
     """Recover the 20-byte signer address of ``signature`` over the 32-byte ``digest``.
 
     ``signature`` is 65 bytes ``r || s || v`` with ``v`` in ``{27, 28}`` or
@@ -258,6 +258,10 @@ def recover_signer(digest: bytes, signature: bytes) -> bytes | None:
     too, so the malleable twin ``(r, n - s, v ^ 1)`` of a valid signature is
     not accepted.
     """
+    # ``object`` parameters: the compiled module checks nothing on the way in, so any
+    # argument reaches the checks below (``bytes`` would raise TypeError there).
+    if not isinstance(signature, bytes | bytearray) or not isinstance(digest, bytes | bytearray):
+        return None
     try:
         if len(signature) != 65 or len(digest) != 32:
             return None
@@ -287,7 +291,7 @@ def sign_digest(private_key: bytes, digest: bytes) -> bytes:
     on an invalid key or a digest that is not 32 bytes.
     """
     _check_len("digest", digest, 32)
-    sig = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
+    sig: bytes = PrivateKey(private_key).sign_recoverable(digest, hasher=None)
     return sig[:64] + bytes((sig[64] + 27,))
 
 

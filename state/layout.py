@@ -8,6 +8,7 @@ one-step prover decodes the same bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from state.constants import (
     MAX_MARKETS,
@@ -80,6 +81,13 @@ def withdrawal_key(withdrawal_id: int) -> bytes:
 # --------------------------------------------------------------------- global
 
 
+GLOBAL_SIZE: Final = 68
+CONFIG_SIZE: Final = 16
+MARKET_SIZE: Final = 32
+MARKET_PRICE_SIZE: Final = 32
+PRICES_HEAD: Final = 16 + 8 * MAX_UNDERLYINGS
+ACCOUNT_HEAD: Final = 44
+
 @dataclass(frozen=True, slots=True)
 class Global:
     """Protocol-wide counters and pools (68 bytes)."""
@@ -92,7 +100,6 @@ class Global:
     insurance_fund: Collateral
     fee_pool: Collateral
 
-    SIZE = 68
 
     def encode(self) -> bytes:
         """Layout: l2_time u64 | next_deposit u64 | next_forced u64 |
@@ -136,7 +143,6 @@ class Config:
     funding_cap_bps: int
     max_oracle_age: int
 
-    SIZE = 16
 
     def encode(self) -> bytes:
         """Layout: six u16 fields in declaration order, then max_oracle_age u32."""
@@ -173,7 +179,6 @@ class Market:
     expiry: int
     size_decimals: int
 
-    SIZE = 32
 
     @property
     def is_option(self) -> bool:
@@ -220,11 +225,11 @@ class Params:
     @staticmethod
     def decode(data: bytes) -> Params:
         """Inverse of :meth:`encode`."""
-        n = (len(data) - Config.SIZE) // Market.SIZE
-        markets = tuple(Market.decode(data, Config.SIZE + i * Market.SIZE) for i in range(n))
+        n = (len(data) - CONFIG_SIZE) // MARKET_SIZE
+        markets = tuple(Market.decode(data, CONFIG_SIZE + i * MARKET_SIZE) for i in range(n))
         if n > MAX_MARKETS:
             raise ValueError("too many markets")
-        return Params(Config.decode(data[: Config.SIZE]), markets)
+        return Params(Config.decode(data[: CONFIG_SIZE]), markets)
 
 
 # --------------------------------------------------------------------- prices
@@ -239,7 +244,6 @@ class MarketPrice:
     iv: int
     flags: int
 
-    SIZE = 32
 
     @property
     def settled(self) -> bool:
@@ -271,7 +275,6 @@ class Prices:
     index: tuple[Price, ...]
     markets: tuple[MarketPrice, ...]
 
-    HEAD = 16 + 8 * MAX_UNDERLYINGS
 
     def encode(self) -> bytes:
         """Layout: oracle_time u64 | funding_time u64 | 16 × index u64 | n × market price."""
@@ -285,9 +288,9 @@ class Prices:
     def decode(data: bytes) -> Prices:
         """Inverse of :meth:`encode`."""
         index = tuple(_rd_u(data, 16 + 8 * i, 8) for i in range(MAX_UNDERLYINGS))
-        n = (len(data) - Prices.HEAD) // MarketPrice.SIZE
+        n = (len(data) - PRICES_HEAD) // MARKET_PRICE_SIZE
         markets = tuple(
-            MarketPrice.decode(data, Prices.HEAD + i * MarketPrice.SIZE) for i in range(n)
+            MarketPrice.decode(data, PRICES_HEAD + i * MARKET_PRICE_SIZE) for i in range(n)
         )
         return Prices(_rd_u(data, 0, 8), _rd_u(data, 8, 8), index, markets)
 
@@ -329,7 +332,6 @@ class Account:
     collateral: Collateral
     positions: tuple[Position, ...]
 
-    HEAD = 44
 
     def encode(self) -> bytes:
         """Layout: owner 20 | nonce u64 | collateral i128 | positions sorted by market."""
@@ -341,10 +343,10 @@ class Account:
     @staticmethod
     def decode(data: bytes) -> Account:
         """Inverse of :meth:`encode`."""
-        n = (len(data) - Account.HEAD) // 32
+        n = (len(data) - ACCOUNT_HEAD) // 32
         if n > MAX_POSITIONS:
             raise ValueError("too many positions")
-        positions = tuple(Position.decode(data, Account.HEAD + 32 * i) for i in range(n))
+        positions = tuple(Position.decode(data, ACCOUNT_HEAD + 32 * i) for i in range(n))
         return Account(data[:20], _rd_u(data, 20, 8), _rd_s(data, 28, 16), positions)
 
     def position(self, market: int) -> Position | None:

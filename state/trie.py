@@ -28,9 +28,10 @@ import os
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import sha3
+from mypy_extensions import mypyc_attr
 
 from state.keccak import keccak256
 from state.nodestore import MemoryNodeStore, NodeStore, NodeStoreLike, OverlayStore
@@ -70,10 +71,12 @@ NodeGetter: TypeAlias = Callable[[bytes], "bytes | None"]
 """Looks up a node's RLP encoding by its hash; ``None`` when unknown."""
 
 
+@mypyc_attr(native_class=False)
 class TrieError(Exception):
     """Base class of trie errors."""
 
 
+@mypyc_attr(native_class=False)
 class MissingNodeError(TrieError, KeyError):
     """A node referenced by hash is not in the node store."""
 
@@ -393,8 +396,10 @@ def _decode_node(enc: bytes) -> _Node:
 # ---------------------------------------------------------------------------
 
 
-def _sorted_keys(updates: Mapping[bytes, bytes]) -> list[bytes]:
-    """The keys of a validated batch, sorted."""
+def _sorted_keys(updates: Mapping[Any, object]) -> list[bytes]:
+    """The keys of a validated batch, sorted (untyped items: the compiled module would
+    raise TypeError, not this ValueError, on a key or value of another type)."""
+    keys: list[bytes] = []
     for key, value in updates.items():
         if not isinstance(key, bytes) or len(key) != KEY_SIZE:
             raise ValueError(f"trie keys must be {KEY_SIZE} bytes")
@@ -402,7 +407,9 @@ def _sorted_keys(updates: Mapping[bytes, bytes]) -> list[bytes]:
             raise ValueError("trie values must be bytes")
         if not value:
             raise ValueError("empty trie values are not allowed")
-    return sorted(updates)
+        keys.append(key)
+    keys.sort()
+    return keys
 
 
 class _Committer:

@@ -1,4 +1,4 @@
-"""Shared pytest configuration: Hypothesis profiles.
+"""Shared pytest configuration: Hypothesis profiles, and a guard against stale compiled modules.
 
 ``default`` is what a plain ``pytest`` run uses; ``HFX_FUZZ=long`` selects
 ``long``, which runs ten times as many examples. Tests with expensive examples
@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from node.compiled_state import stale_warning
 
 settings.register_profile(
     "default",
@@ -25,3 +28,10 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("long" if os.environ.get("HFX_FUZZ", "").lower() == "long" else "default")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test compiled state/ modules older than their sources (an edit not rebuilt)."""
+    warning = stale_warning()
+    if warning is not None:
+        raise pytest.UsageError(warning)

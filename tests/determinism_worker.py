@@ -1,6 +1,9 @@
 """Replay an HFX scenario file through the STF and print the resulting state.
 
-Usage: ``python tests/determinism_worker.py SCENARIO.json``
+Usage: ``python tests/determinism_worker.py SCENARIO.json [PURE_DIR]``
+
+With ``PURE_DIR`` the ``state`` package comes from there (a copy of the
+pure-Python sources), not from the checkout's compiled modules.
 
 A scenario is a JSON object: the genesis (time, config, markets, oracle
 threshold), the L1 deposit and forced queues, and a list of batches (time,
@@ -25,6 +28,8 @@ from typing import Any
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if len(sys.argv) > 2:  # a directory holding a pure-Python copy of state/ (tests/pure_state.py)
+    sys.path.insert(0, sys.argv[2])
 
 from state.context import L1Deposit, L1Forced
 from state.keccak import keccak256
@@ -138,8 +143,8 @@ def report(scenario: Scenario) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Entry point: replay the scenario file named by ``argv[1]``."""
-    if len(argv) != 2:
-        print("usage: determinism_worker.py SCENARIO.json", file=sys.stderr)
+    if len(argv) not in (2, 3):
+        print("usage: determinism_worker.py SCENARIO.json [PURE_DIR]", file=sys.stderr)
         return 2
     scenario = Scenario.from_json(Path(argv[1]).read_text())
     sys.stdout.write("\n".join(report(scenario)) + "\n")

@@ -1,7 +1,8 @@
 """Ahead-of-time signer recovery gives exactly the receipts and state of lazy recovery."""
 
-from node.sigpool import SignaturePool
-from state.context import BatchContext
+from node.sigpool import RecoveryProcess, SignaturePool
+from state.context import BatchContext, SignatureJob
+from state.eip712 import address_of, recover_signer, sign_digest
 from state.transition import apply_step
 from state.txs import encode_trade
 from state.view import StateView
@@ -32,4 +33,77 @@ def test_pool_recovery_matches_lazy_recovery():
     eager = [apply_step(view, s, ctx) for s in steps]
     assert eager == lazy
     assert [r.code for r in eager] == [0, 3, 0]
+    assert view.dirty_leaves() == lazy_view.dirty_leaves()
+
+
+def _jobs(n: int, forge_every: int = 5) -> list[SignatureJob]:
+    """``n`` jobs of random digests' signatures; of every ``forge_every``, one forged and one garbage."""
+    import random
+
+    rng = random.Random(n)
+    jobs = []
+    for i in range(n):
+        key = rng.randbytes(32)
+        digest = rng.randbytes(32)
+        signature = sign_digest(key, digest)
+        if i % forge_every == 0:
+            signature = signature[:10] + bytes([signature[10] ^ 1]) + signature[11:]
+        elif i % forge_every == 1:
+            signature = bytes(65)  # recovers to no one
+        jobs.append(SignatureJob(i, address_of(key), digest, signature))
+    return jobs
+
+
+def test_recovery_process_answers_as_recover_signer_in_any_order():
+    batches = [_jobs(n) for n in (30, 9, 17)]
+    expected = [[recover_signer(j.digest, j.signature) for j in jobs] for jobs in batches]
+    assert sum(s != j.owner for s, j in zip(expected[0], batches[0], strict=True)) == 12  # the forged ones
+    assert sum(s is None for s in expected[0]) >= 6  # the garbage ones, and forged r off the curve
+    process = RecoveryProcess(inline_below=8)
+    try:
+        answers = [process.submit(jobs) for jobs in batches]
+        assert answers[2].result() == expected[2]  # read past the others, kept for them
+        assert answers[0].result() == expected[0]
+        assert answers[1].result() == expected[1]
+        assert process.submit(batches[0][:3]).result() == expected[0][:3]  # short: in the caller
+    finally:
+        process.close()
+
+
+def test_recovery_process_survives_its_child_dying():
+    jobs = _jobs(20)
+    expected = [recover_signer(j.digest, j.signature) for j in jobs]
+    process = RecoveryProcess(inline_below=1)
+    try:
+        assert process.submit(jobs).result() == expected
+        child = process._process
+        assert child is not None
+        pending = process.submit(jobs)
+        child.kill()
+        child.wait()
+        assert pending.result() == expected  # answered or recovered here, the same signers
+        assert process.submit(jobs).result() == expected  # a new child
+        assert process._process is not None and process._process.pid != child.pid
+    finally:
+        process.close()
+    assert process.submit(jobs[:2]).result() == expected[:2]
+    process.close()
+
+
+def test_recovery_process_gives_lazy_results_in_a_batch():
+    w = standard_world(("a", "b", "c"))
+    orders = [w.order(name, ETH_PERP, name != "a", 3_000_000, 4) for name in ("a", "b", "c")] * 4
+    steps = [encode_trade(0, 1, 4), encode_trade(0, 2, 4)]
+    lazy_view = StateView(DictSource(dict(w.leaves)))
+    lazy_ctx = BatchContext.create(w.time, w.chain, w.queues, orders)
+    lazy = [apply_step(lazy_view, s, lazy_ctx) for s in steps]
+    view = StateView(DictSource(dict(w.leaves)))
+    ctx = BatchContext.create(w.time, w.chain, w.queues, orders)
+    jobs = ctx.orders.signature_jobs(view)
+    process = RecoveryProcess(inline_below=1)
+    try:
+        ctx.orders.accept_recovered(jobs, process.submit(jobs).result())
+    finally:
+        process.close()
+    assert [apply_step(view, s, ctx) for s in steps] == lazy
     assert view.dirty_leaves() == lazy_view.dirty_leaves()

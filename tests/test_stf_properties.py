@@ -87,6 +87,7 @@ from state.txs import (
 )
 from state.view import StateView
 from tests.determinism_worker import Scenario, report
+from tests.pure_state import pure_state_copy
 from tests.strategies import (
     ALL_KINDS,
     FIXED_STEP_SIZES,
@@ -502,7 +503,8 @@ REPO = WORKER.parent.parent
 @given(scenario=mixed_scenarios())
 def test_replay_is_identical_across_processes_and_hash_seeds(scenario: Scenario) -> None:
     """A mixed scenario of a few hundred steps is replayed in two fresh interpreters
-    (PYTHONHASHSEED 1 and 2); both print the same receipts, leaves, keccak and trie
+    (PYTHONHASHSEED 1 and 2) and in a third on the pure-Python sources of state/
+    (tests/pure_state.py); all print the same receipts, leaves, keccak and trie
     root as the in-process replay."""
     expected = "\n".join(report(scenario)) + "\n"
     assert sum(len(b.steps) for b in scenario.batches) >= 300
@@ -513,17 +515,18 @@ def test_replay_is_identical_across_processes_and_hash_seeds(scenario: Scenario)
         path.write_text(scenario.to_json())
         procs = [
             subprocess.Popen(
-                [sys.executable, str(WORKER), str(path)], cwd=REPO, text=True,
+                [sys.executable, str(WORKER), str(path), *extra], cwd=REPO, text=True,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env={**os.environ, "PYTHONHASHSEED": seed},
             )
-            for seed in ("1", "2")
+            for seed, extra in (("1", []), ("2", []), ("3", [str(pure_state_copy(Path(tmp) / "pure"))]))
         ]
         outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, err
     assert outputs[0][0] == outputs[1][0], "replays differ between hash seeds"
     assert outputs[0][0] == expected, "a subprocess replay differs from the in-process one"
+    assert outputs[2][0] == expected, "the pure-Python state/ differs from the compiled one"
 
 
 # ============================================================================ 4. conservation

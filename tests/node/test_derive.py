@@ -36,6 +36,7 @@ from node.rollup_events import (
     BATCH_REMOVED_TOPIC,
     POST_BATCH_SELECTOR,
 )
+from sequencer.flow_bench import FlowRun
 from state.batch import Batch
 from state.context import BatchContext, ChainConfig, L1Deposit, ListQueues
 from state.db import StateDB
@@ -404,10 +405,11 @@ def test_a_directory_belongs_to_one_deployment(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- grouped commits
 
 _GROUPED_CHILD = """
-import pickle, sys, time
+import sys, time
 from node.derive import Derivation
-posted, queues, chain, genesis_root, genesis, setup = pickle.load(open(sys.argv[1], "rb"))
-d = Derivation.open(sys.argv[2], chain, genesis_root, genesis)
+from tests.node.test_derive import grouped_inputs
+run, chain, posted, queues, setup = grouped_inputs()
+d = Derivation.open(sys.argv[1], chain, run.genesis_root, run.genesis)
 for p in posted[:setup]:
     d.apply(p, queues)
     d.set_progress(p.block, p.tx_hash)
@@ -420,31 +422,33 @@ with d.grouped(max_batches=3, max_seconds=1e6):
 """
 
 
-def test_grouped_commits_survive_sigkill_and_resume(tmp_path: Path) -> None:
-    """A node catching up commits every few batches; SIGKILLed inside a group, it reopens at
-    its last commit (records, progress and the state's root together) and re-derives the rest
-    to the same roots."""
-    import os
-    import pickle
-    import signal
-    import subprocess
-    import sys
-
+def grouped_inputs() -> tuple[FlowRun, ChainConfig, list[PostedBatch], ListQueues, int]:
+    """The 20-second standard flow posted as batches 1, 2, ...: the run, its chain, the events,
+    the deposit queue and the number of setup batches."""
     from node.replay_bench import posted_of
     from sequencer.flow_bench import FlowSpec, oracle_address, run_flow
 
     chain = ChainConfig(31337, b"\x42" * 20, frozenset({oracle_address()}), 1)
     run = run_flow(FlowSpec(seconds=20), chain, 1_800_000_000)
     posted = [posted_of(b, i + 1) for i, b in enumerate(run.batches)]
-    queues = ListQueues(list(run.deposits))
-    setup = run.setup_batches
+    return run, chain, posted, ListQueues(list(run.deposits)), run.setup_batches
+
+
+def test_grouped_commits_survive_sigkill_and_resume(tmp_path: Path) -> None:
+    """A node catching up commits every few batches; SIGKILLed inside a group, it reopens at
+    its last commit (records, progress and the state's root together) and re-derives the rest
+    to the same roots."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    run, chain, posted, queues, setup = grouped_inputs()
     assert len(posted) >= setup + 8
-    inputs = tmp_path / "inputs.pickle"
-    inputs.write_bytes(pickle.dumps((posted, queues, chain, run.genesis_root, run.genesis, setup)))
     directory = tmp_path / "node"
     repo = Path(__file__).resolve().parents[2]
-    child = subprocess.Popen(
-        [sys.executable, "-c", _GROUPED_CHILD, str(inputs), str(directory)], cwd=repo,
+    child = subprocess.Popen(  # the child runs the same (deterministic) flow itself
+        [sys.executable, "-c", _GROUPED_CHILD, str(directory)], cwd=repo,
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)},
     )
     try:

@@ -1,0 +1,68 @@
+"""The mypyc-compiled ``state/`` against its pure-Python sources (docs/state-db.md §Compiled).
+
+The sources are the specification; the compiled extensions must behave the
+same on every input. One workload (``tests/compiled_worker.py``: the
+standard flow through the sequencer, every batch replayed, and corrupted
+batches applied) runs in two interpreters, one on this checkout's modules and
+one on a copy of ``state/*.py`` alone; every line must agree. The Hypothesis
+scenarios of ``test_stf_properties`` add a pure-Python replay beside the
+in-process one as well.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import state.transition
+from node.compiled_state import compiled_modules, expected_compiled, stale_extensions
+from tests.pure_state import REPO, pure_state_copy
+
+WORKER = Path(__file__).resolve().with_name("compiled_worker.py")
+PURE_BUILD = os.environ.get("HFX_PURE") == "1"
+
+
+def run_worker(*args: str) -> list[str]:
+    """The worker's output lines (it runs in a fresh interpreter)."""
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), *args], cwd=REPO, text=True, capture_output=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.splitlines()
+
+
+@pytest.mark.skipif(PURE_BUILD, reason="HFX_PURE=1: built without compiling")
+def test_every_listed_module_is_compiled() -> None:
+    """A normal install compiles the whole STF; a module left as Python would be a silent slowdown."""
+    assert compiled_modules() == expected_compiled()
+    assert not str(state.transition.__file__).endswith(".py")
+
+
+def test_compiled_and_pure_state_agree_on_the_workload(tmp_path: Path) -> None:
+    here = run_worker()
+    pure = run_worker(str(pure_state_copy(tmp_path)))
+    assert pure[0] == "pure"
+    assert here[0] == ("pure" if PURE_BUILD else "compiled")
+    applied = sum(1 for line in pure if line.startswith("mutated") and " refused " not in line)
+    assert applied >= 50, "the corrupted batches should mostly decode and run"
+    assert len(here) == len(pure)
+    for mine, theirs in zip(here[1:], pure[1:], strict=True):
+        assert mine == theirs
+
+
+def test_a_source_newer_than_its_extension_is_reported(tmp_path: Path) -> None:
+    if PURE_BUILD:
+        pytest.skip("HFX_PURE=1: nothing compiled")
+    source = Path(state.transition.__file__).with_name("transition.py")
+    ext = Path(state.transition.__file__)
+    before = ext.stat()
+    try:
+        os.utime(ext, (before.st_atime, source.stat().st_mtime - 10))
+        assert "transition.py" in stale_extensions()
+    finally:
+        os.utime(ext, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert stale_extensions() == []
