@@ -1,5 +1,7 @@
 """Ahead-of-time signer recovery gives exactly the receipts and state of lazy recovery."""
 
+import pytest
+
 from node.sigpool import RecoveryProcess, SignaturePool
 from state.context import BatchContext, SignatureJob
 from state.eip712 import address_of, recover_signer, sign_digest
@@ -9,7 +11,10 @@ from state.view import StateView
 from tests.world import ETH_PERP, DictSource, standard_world
 
 
-def test_pool_recovery_matches_lazy_recovery():
+@pytest.mark.parametrize("make", [
+    lambda: SignaturePool(workers=2, chunk=1), lambda: RecoveryProcess(inline_below=1),
+], ids=["pool", "process"])
+def test_recovery_ahead_matches_lazy_recovery(make):
     w = standard_world(("a", "b", "c"))
     orders = [
         w.order("a", ETH_PERP, False, 3_000_000, 10), w.order("b", ETH_PERP, True, 3_000_000, 4),
@@ -28,8 +33,11 @@ def test_pool_recovery_matches_lazy_recovery():
     ctx = BatchContext.create(w.time, w.chain, w.queues, orders)
     jobs = ctx.orders.signature_jobs(view)
     assert [j.ref for j in jobs] == [0, 1, 2, 3]
-    with SignaturePool(workers=2, chunk=1) as pool:
-        ctx.orders.accept_recovered(jobs, pool.submit(jobs).result())
+    recovery = make()
+    try:
+        ctx.orders.accept_recovered(jobs, recovery.submit(jobs).result())
+    finally:
+        recovery.close()
     eager = [apply_step(view, s, ctx) for s in steps]
     assert eager == lazy
     assert [r.code for r in eager] == [0, 3, 0]
@@ -88,22 +96,3 @@ def test_recovery_process_survives_its_child_dying():
         process.close()
     assert process.submit(jobs[:2]).result() == expected[:2]
     process.close()
-
-
-def test_recovery_process_gives_lazy_results_in_a_batch():
-    w = standard_world(("a", "b", "c"))
-    orders = [w.order(name, ETH_PERP, name != "a", 3_000_000, 4) for name in ("a", "b", "c")] * 4
-    steps = [encode_trade(0, 1, 4), encode_trade(0, 2, 4)]
-    lazy_view = StateView(DictSource(dict(w.leaves)))
-    lazy_ctx = BatchContext.create(w.time, w.chain, w.queues, orders)
-    lazy = [apply_step(lazy_view, s, lazy_ctx) for s in steps]
-    view = StateView(DictSource(dict(w.leaves)))
-    ctx = BatchContext.create(w.time, w.chain, w.queues, orders)
-    jobs = ctx.orders.signature_jobs(view)
-    process = RecoveryProcess(inline_below=1)
-    try:
-        ctx.orders.accept_recovered(jobs, process.submit(jobs).result())
-    finally:
-        process.close()
-    assert [apply_step(view, s, ctx) for s in steps] == lazy
-    assert view.dirty_leaves() == lazy_view.dirty_leaves()
