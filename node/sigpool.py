@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -78,7 +79,11 @@ _NOBODY = b"\x00" * 21
 
 
 def serve_stdio() -> None:
-    """The recovery process's main: jobs framed on stdin, signers framed on stdout."""
+    """The recovery process's main: jobs framed on stdin, signers framed on stdout.
+
+    It ignores Ctrl-C (sent to the whole process group): it stops when its
+    parent closes the pipe or exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _serve(Connection(0, writable=False), Connection(1, readable=False))
 
 

@@ -96,3 +96,26 @@ def test_recovery_process_survives_its_child_dying():
         process.close()
     assert process.submit(jobs[:2]).result() == expected[:2]
     process.close()
+
+
+def test_recovery_process_child_ignores_ctrl_c():
+    """Ctrl-C reaches the whole process group; the child outlives it and keeps answering,
+    and stops when its parent closes the pipe."""
+    import signal
+    import time
+
+    jobs = _jobs(10)
+    expected = [recover_signer(j.digest, j.signature) for j in jobs]
+    process = RecoveryProcess(inline_below=1)
+    try:
+        assert process.submit(jobs).result() == expected
+        child = process._process
+        assert child is not None
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+        assert child.poll() is None
+        assert process.submit(jobs).result() == expected
+        assert process._process is child
+    finally:
+        process.close()
+    assert child.wait(5) == 0
