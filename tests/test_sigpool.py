@@ -1,5 +1,7 @@
 """Ahead-of-time signer recovery gives exactly the receipts and state of lazy recovery."""
 
+import subprocess
+
 import pytest
 
 from node.sigpool import RecoveryProcess, SignaturePool
@@ -78,14 +80,20 @@ def test_recovery_process_answers_as_recover_signer_in_any_order():
         process.close()
 
 
-def test_recovery_process_survives_its_child_dying():
-    jobs = _jobs(20)
+def _started(n: int) -> tuple[RecoveryProcess, list[SignatureJob], list[bytes | None], subprocess.Popen[bytes]]:
+    """A recovery process that has answered ``n`` jobs: it, the jobs, their signers, its child."""
+    jobs = _jobs(n)
     expected = [recover_signer(j.digest, j.signature) for j in jobs]
     process = RecoveryProcess(inline_below=1)
+    assert process.submit(jobs).result() == expected
+    child = process._process
+    assert child is not None
+    return process, jobs, expected, child
+
+
+def test_recovery_process_survives_its_child_dying():
+    process, jobs, expected, child = _started(20)
     try:
-        assert process.submit(jobs).result() == expected
-        child = process._process
-        assert child is not None
         pending = process.submit(jobs)
         child.kill()
         child.wait()
@@ -104,13 +112,8 @@ def test_recovery_process_child_ignores_ctrl_c():
     import signal
     import time
 
-    jobs = _jobs(10)
-    expected = [recover_signer(j.digest, j.signature) for j in jobs]
-    process = RecoveryProcess(inline_below=1)
+    process, jobs, expected, child = _started(10)
     try:
-        assert process.submit(jobs).result() == expected
-        child = process._process
-        assert child is not None
         child.send_signal(signal.SIGINT)
         time.sleep(0.3)
         assert child.poll() is None
