@@ -25,9 +25,9 @@ time, or many together inside :meth:`Derivation.grouped` (a node catching up:
 a durable commit every few dozen batches instead of two fsyncs per batch) —
 and :meth:`open` moves the pointer back to the head record's root, so a crash
 between the two is repaired by applying the same events again. Order signers
-are recovered before a batch's steps run, in threads
-(:class:`ThreadRecovery`), the next batch's while the current one runs
-(:meth:`Derivation.prefetch`). Every input is idempotent: a
+are recovered before a batch's steps run, in a child process
+(:class:`node.sigpool.RecoveryProcess`), the next batches' while the current one
+runs (:meth:`Derivation.prefetch`). Every input is idempotent: a
 batch already recorded with the same transaction, a removal already applied,
 a finalisation already known change nothing.
 """
@@ -459,12 +459,13 @@ class Derivation:
         return record
 
     def prefetch(self, index: int, tx_hash: bytes, raw: bytes | None) -> bool:
-        """Start recovering the order signers of a batch that will be applied soon (the next one),
-        in the recovery's threads, while the current one runs; returns whether it started.
+        """Decode a batch that will be applied soon (one of the next few) and start recovering its
+        order signers while the current one runs; returns whether it started.
 
         The signers are recovered for the accounts that exist now (an account's owner never
-        changes); :meth:`apply` of the same ``(index, tx_hash)`` takes them and recovers any
-        other signer itself, so the results are those of a batch applied without it. Bytes
+        changes); :meth:`apply` of the same ``(index, tx_hash)`` and bytes takes the decoded
+        batch, its order table and the signers, and recovers any other signer itself, so the
+        results are those of a batch applied without it. At most four batches are held. Bytes
         that do not decode are left to :meth:`apply` to judge."""
         key = (index, tx_hash)
         if raw is None or key in self._prefetched or self.store.get(index) is not None:
