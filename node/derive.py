@@ -425,9 +425,10 @@ class Derivation:
         if batch is None:
             verdict, computed = Verdict.UNDECODABLE, pre
         else:
-            ctx = self._context(batch, posted.data, ItemQueues(deposits, forced, queues))
-            if ahead is not None:  # its order table has the entries decoded and their digests
-                ctx = replace(ctx, orders=ahead.orders)
+            items = ItemQueues(deposits, forced, queues)
+            # a prefetched order table has its entries decoded and their digests computed
+            ctx = self._context(batch, posted.data, items, None if ahead is None else ahead.orders)
+            if ahead is not None:
                 ctx.orders.accept_recovered(ahead.jobs, ahead.recovered.result())
             if ahead is None or ahead.accounts != self._account_count():
                 self._recover(ctx)  # (the STF recovers any signer still missing itself)
@@ -632,9 +633,13 @@ class Derivation:
 
     # -------------------------------------------------------- internals
 
-    def _context(self, batch: Batch, data: BatchData, items: L1Queues) -> BatchContext:
+    def _context(
+        self, batch: Batch, data: BatchData, items: L1Queues, orders: OrderTable | None = None
+    ) -> BatchContext:
         queues = BoundedQueues(items, data.deposit_end, data.forced_end)
-        return BatchContext.create(batch.timestamp, self.chain, queues, list(batch.orders))
+        if orders is None:
+            return BatchContext.create(batch.timestamp, self.chain, queues, list(batch.orders))
+        return BatchContext(batch.timestamp, self.chain, queues, orders)
 
     def _account_count(self) -> int:
         """Accounts in the state now (signers are recovered ahead for the accounts that exist)."""

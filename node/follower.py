@@ -40,6 +40,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from node.batches import PostedBatch, Verdict
@@ -59,9 +60,9 @@ from node.rollup_events import (
 log = logging.getLogger(__name__)
 
 FOREVER = RetryPolicy(attempts=1_000_000, max_delay=30.0)
+"""The loop's backoff on transient failures: up to 30 s between polls, never giving up."""
 PREFETCH_AHEAD = 2
 """Posted batches whose signers are recovered ahead of the one being derived."""
-"""The loop's backoff on transient failures: up to 30 s between polls, never giving up."""
 
 
 class DeepReorgError(RuntimeError):
@@ -217,13 +218,8 @@ class Follower:
         """Before event ``k`` is handled, read the bytes of the next ``PREFETCH_AHEAD`` posted batches
         after it and let the derivation recover their signers meanwhile
         (:meth:`~node.derive.Derivation.prefetch`; two ahead hides the recovery process's turnaround)."""
-        ahead: list[BatchPostedLog] = []
-        for event in events[k + 1 :]:
-            if isinstance(event, BatchPostedLog):
-                ahead.append(event)
-                if len(ahead) == PREFETCH_AHEAD:
-                    break
-        for event in ahead:
+        posted = (e for e in events[k + 1 :] if isinstance(e, BatchPostedLog))
+        for event in islice(posted, PREFETCH_AHEAD):
             known = self.derivation.record(event.index)
             if known is not None and known.tx_hash == event.tx_hash:
                 continue

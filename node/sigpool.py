@@ -89,10 +89,9 @@ def serve_stdio() -> None:
 
 def _serve(requests: Connection, answers: Connection) -> None:
     """Read jobs, answer with signers, in order, until the pipe closes."""
-    conn = requests
     while True:
         try:
-            request = conn.recv_bytes()
+            request = requests.recv_bytes()
         except (EOFError, OSError):
             return
         out = []
@@ -140,7 +139,6 @@ class RecoveryProcess:
 
     def __init__(self, inline_below: int = 8) -> None:
         self.inline_below = inline_below
-        self.workers = 1
         self._lock = threading.Lock()
         self._send: Connection | None = None
         self._conn: Connection | None = None
@@ -163,18 +161,15 @@ class RecoveryProcess:
             try:
                 if len(request) != _JOB * len(jobs):
                     raise ValueError("a job's digest or signature has the wrong length")
-                self._connection()
-                if self._send is None:
-                    raise OSError("no pipe")
-                self._send.send_bytes(request)
+                self._sender().send_bytes(request)
             except (OSError, ValueError):
                 self._answers[ticket] = None
         return _PipeAnswer(self, ticket, list(jobs))
 
-    def _connection(self) -> Connection:
+    def _sender(self) -> Connection:
         """The pipe to the child, starting it first if needed (``python -c``: nothing of
         this process's ``__main__`` is imported there)."""
-        if self._conn is None:
+        if self._send is None or self._conn is None:
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
             process = subprocess.Popen(
                 [sys.executable, "-c", "from node.sigpool import serve_stdio; serve_stdio()"],
@@ -182,15 +177,16 @@ class RecoveryProcess:
             )
             if process.stdin is None or process.stdout is None:
                 raise OSError("no pipes to the recovery process")
-            self._send = Connection(os.dup(process.stdin.fileno()), readable=False)
+            send = Connection(os.dup(process.stdin.fileno()), readable=False)
             self._conn = Connection(os.dup(process.stdout.fileno()), writable=False)
             process.stdin.close()
             process.stdout.close()
-            self._process = process
+            self._send, self._process = send, process
             if not self._atexit:
                 atexit.register(self.close)
                 self._atexit = True
-        return self._conn
+            return send
+        return self._send
 
     def _answer(self, ticket: int) -> bytes | None:
         """The raw answer to request ``ticket`` (None: recover it in the caller)."""

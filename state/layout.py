@@ -78,15 +78,18 @@ def withdrawal_key(withdrawal_id: int) -> bytes:
     return keccak256(bytes([NS_WITHDRAWAL]) + _u(withdrawal_id, 8))
 
 
-# --------------------------------------------------------------------- global
-
-
-GLOBAL_SIZE: Final = 68
 CONFIG_SIZE: Final = 16
+"""Bytes of the encoded :class:`Config` (then :data:`MARKET_SIZE` per market)."""
 MARKET_SIZE: Final = 32
 MARKET_PRICE_SIZE: Final = 32
 PRICES_HEAD: Final = 16 + 8 * MAX_UNDERLYINGS
+"""Bytes of :class:`Prices` before its markets (:data:`MARKET_PRICE_SIZE` each)."""
 ACCOUNT_HEAD: Final = 44
+"""Bytes of an :class:`Account` before its positions (32 each)."""
+
+
+# --------------------------------------------------------------------- global
+
 
 @dataclass(frozen=True, slots=True)
 class Global:

@@ -13,8 +13,8 @@ The workload, all deterministic:
 * the standard flow (``sequencer.flow_bench``, 20 logical seconds): the
   sequencer's matching, intake checks and batches, run on this ``state``;
 * every batch of it replayed on a fresh state DB: receipts and roots;
-* each flow batch mutated 16 times (bytes flipped, cut, inserted, steps
-  swapped) and applied on its pre-state: decode errors by name, receipts
+* each flow batch mutated 16 times (a bit flipped, a byte replaced, bytes
+  inserted, the tail cut) and applied on its pre-state: decode errors by name, receipts
   and roots; the STF must not raise on any of them.
 """
 

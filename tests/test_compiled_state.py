@@ -1,4 +1,4 @@
-"""The mypyc-compiled ``state/`` against its pure-Python sources (docs/state-db.md §Compiled).
+"""The mypyc-compiled ``state/`` against its pure-Python sources (docs/compiled-state.md).
 
 The sources are the specification; the compiled extensions must behave the
 same on every input. One workload (``tests/compiled_worker.py``: the
@@ -54,7 +54,7 @@ def test_compiled_and_pure_state_agree_on_the_workload(tmp_path: Path) -> None:
         assert mine == theirs
 
 
-def test_a_source_newer_than_its_extension_is_reported(tmp_path: Path) -> None:
+def test_a_source_newer_than_its_extension_is_reported() -> None:
     if PURE_BUILD:
         pytest.skip("HFX_PURE=1: nothing compiled")
     source = Path(state.transition.__file__).with_name("transition.py")
