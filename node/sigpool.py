@@ -101,6 +101,32 @@ def _serve(requests: Connection, answers: Connection) -> None:
         answers.send_bytes(b"".join(out))
 
 
+def start_recovery_child() -> tuple[subprocess.Popen[bytes], Connection, Connection]:
+    """Start a recovery process (:func:`serve_stdio`): ``(process, requests, answers)``.
+
+    It runs ``python -c``, so nothing of this process's ``__main__`` is
+    imported there; requests are ``digest ‖ signature`` jobs (97 bytes each)
+    sent with ``requests.send_bytes``, and each request's answer, read with
+    ``answers.recv_bytes``, is 21 bytes a job: ``0x01 ‖ signer``, or zeros for none."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from node.sigpool import serve_stdio; serve_stdio()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+    )
+    if process.stdin is None or process.stdout is None:
+        raise OSError("no pipes to the recovery process")
+    requests = Connection(os.dup(process.stdin.fileno()), readable=False)
+    answers = Connection(os.dup(process.stdout.fileno()), writable=False)
+    process.stdin.close()
+    process.stdout.close()
+    return process, requests, answers
+
+
+def decode_answer(raw: bytes) -> list[bytes | None]:
+    """The signers in one answer of a recovery process, in job order."""
+    return [raw[i + 1 : i + 21] if raw[i] else None for i in range(0, len(raw), 21)]
+
+
 class _PipeAnswer:
     """The signers of one request to a :class:`RecoveryProcess`; ``result()`` reads them in turn."""
 
@@ -117,9 +143,7 @@ class _PipeAnswer:
             if raw is None:
                 self._signers = [recover_signer(j.digest, j.signature) for j in self._jobs]
             else:
-                self._signers = [
-                    raw[i + 1 : i + 21] if raw[i] else None for i in range(0, len(raw), 21)
-                ]
+                self._signers = decode_answer(raw)
         return self._signers
 
 
@@ -167,25 +191,12 @@ class RecoveryProcess:
         return _PipeAnswer(self, ticket, list(jobs))
 
     def _sender(self) -> Connection:
-        """The pipe to the child, starting it first if needed (``python -c``: nothing of
-        this process's ``__main__`` is imported there)."""
+        """The pipe to the child, starting it first if needed."""
         if self._send is None or self._conn is None:
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-            process = subprocess.Popen(
-                [sys.executable, "-c", "from node.sigpool import serve_stdio; serve_stdio()"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-            )
-            if process.stdin is None or process.stdout is None:
-                raise OSError("no pipes to the recovery process")
-            send = Connection(os.dup(process.stdin.fileno()), readable=False)
-            self._conn = Connection(os.dup(process.stdout.fileno()), writable=False)
-            process.stdin.close()
-            process.stdout.close()
-            self._send, self._process = send, process
+            self._process, self._send, self._conn = start_recovery_child()
             if not self._atexit:
                 atexit.register(self.close)
                 self._atexit = True
-            return send
         return self._send
 
     def _answer(self, ticket: int) -> bytes | None:

@@ -33,6 +33,7 @@ from sequencer.intake import (
     IntakeError,
     OrderCommand,
     OrderSubmission,
+    RecoveredSigner,
     WithdrawSubmission,
     cancel_signed,
     resolve_account,
@@ -491,16 +492,19 @@ class Exchange:
 
     # ================================================================ commands
 
-    def place_order(self, sub: OrderSubmission, now: int) -> PlaceOutcome:
+    def place_order(
+        self, sub: OrderSubmission, now: int, recovered: RecoveredSigner | None = None
+    ) -> PlaceOutcome:
         """Validate, match and execute an order; every fill is an STF trade step.
 
         Raises :class:`IntakeError` (nothing changed) for a refused request.
         An order the engine refuses (e.g. POST_ONLY_WOULD_CROSS) is an outcome
-        with status REFUSED, not an error.
+        with status REFUSED, not an error. ``recovered``: its signer, recovered
+        ahead (``intake.prepare_recovery``; used only if it matches).
         """
         self._begin(now)
         try:
-            outcome, record = self._place(sub)
+            outcome, record = self._place(sub, recovered)
         except IntakeError:
             self._abort()
             raise
@@ -1220,8 +1224,10 @@ class Exchange:
         if code is not _OK:
             raise IntakeError(code.name, f"the order would fail the STF ({code.name})")
 
-    def _place(self, sub: OrderSubmission) -> tuple[PlaceOutcome, OrderRecord]:
-        cmd = validate_order(sub, self.db.view, self.chain.domain, self._now, self._known)
+    def _place(
+        self, sub: OrderSubmission, recovered: RecoveredSigner | None
+    ) -> tuple[PlaceOutcome, OrderRecord]:
+        cmd = validate_order(sub, self.db.view, self.chain.domain, self._now, self._known, recovered)
         self._precheck(cmd)
         digest = cmd.digest
         body = cmd.order.body

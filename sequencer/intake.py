@@ -46,10 +46,12 @@ __all__ = [
     "IntakeError",
     "OrderCommand",
     "OrderSubmission",
+    "RecoveredSigner",
     "WithdrawSubmission",
     "parse_cancel",
     "parse_order",
     "parse_withdraw",
+    "prepare_recovery",
     "validate_cancel",
     "validate_order",
     "validate_withdraw",
@@ -145,6 +147,26 @@ class OrderCommand:
     digest: bytes
     owner: bytes
     market_order: bool
+
+
+class RecoveredSigner:
+    """An order's signer, recovered ahead of validation (``sequencer.recovery``).
+
+    Made by :func:`prepare_recovery` from the order's body, its account's owner
+    and their EIP-712 digest; ``signer`` is filled in (and ``ready`` set) once
+    the signature is recovered. :func:`validate_order` uses it only for exactly
+    this body object, owner, digest and signature; otherwise it computes and
+    recovers them itself."""
+
+    __slots__ = ("body", "owner", "digest", "signature", "signer", "ready")
+
+    def __init__(self, body: OrderBody, owner: bytes, digest: bytes, signature: bytes) -> None:
+        self.body = body
+        self.owner = owner
+        self.digest = digest
+        self.signature = signature
+        self.signer: bytes | None = None
+        self.ready = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,18 +335,45 @@ def check_order_fields(
         raise IntakeError("MARKET_EXPIRED", "the option has expired")
 
 
+def _order_body(sub: OrderSubmission, index: int) -> OrderBody:
+    """The signed body of ``sub`` for account ``index`` (the parsed entry's own, when it has one)."""
+    parsed = sub.decoded if sub.entry is not None and sub.account == index else None
+    if parsed is not None:
+        return parsed.body
+    return OrderBody(index, sub.market, sub.is_buy, sub.flags, sub.price, sub.size, sub.expiry, sub.salt)
+
+
+def prepare_recovery(sub: OrderSubmission, view: StateView, domain: bytes) -> RecoveredSigner | None:
+    """The digest of an order whose signer is to be recovered ahead of validation, or None
+    when :func:`validate_order` will refuse it before its signature matters (unknown
+    account, malformed fields). Reads the state; changes nothing."""
+    if len(sub.signature) != SIGNATURE_SIZE:
+        return None
+    if sub.account is not None and sub.account >= ACCOUNT_INDEX_LIMIT:
+        return None
+    try:
+        index, account = resolve_account(view, sub.account, sub.trader)
+        body = _order_body(sub, index)
+        return RecoveredSigner(body, account.owner, order_hash(domain, account.owner, body), sub.signature)
+    except (IntakeError, ValueError, OverflowError, TypeError):  # refused, or out of range: validation names it
+        return None
+
+
 def validate_order(
     sub: OrderSubmission,
     view: StateView,
     domain: bytes,
     now: int,
     known: Callable[[bytes], str | None],
+    recovered: RecoveredSigner | None = None,
 ) -> OrderCommand:
     """Check an order and recover its signer; ``known(digest)`` names a duplicate.
 
     Order of checks: account, fields and market (:func:`check_order_fields`),
     duplicate (by EIP-712 digest), signature. The margin pre-check is the
-    core's (it runs the STF, docs/sequencer.md §2).
+    core's (it runs the STF, docs/sequencer.md §2). ``recovered`` (from
+    :func:`prepare_recovery`) saves the digest and the recovery when it was
+    made for this very body, owner and signature.
     """
     if sub.account is not None and sub.account >= ACCOUNT_INDEX_LIMIT:
         raise IntakeError("BAD_FIELD", "account index beyond u32")
@@ -332,19 +381,22 @@ def validate_order(
         raise IntakeError("BAD_FIELD", "a signature is 65 bytes")
     index, account = resolve_account(view, sub.account, sub.trader)
     check_order_fields(sub, view.params(), view.prices(), now)
-    parsed = sub.decoded if sub.entry is not None and sub.account == index else None
-    body = parsed.body if parsed is not None else OrderBody(
-        index, sub.market, sub.is_buy, sub.flags, sub.price, sub.size, sub.expiry, sub.salt
-    )
+    body = _order_body(sub, index)
     owner = account.owner
-    digest = order_hash(domain, owner, body)
+    if recovered is not None and not (
+        recovered.ready and recovered.body is body and recovered.owner == owner
+        and recovered.signature == sub.signature
+    ):
+        recovered = None
+    digest = order_hash(domain, owner, body) if recovered is None else recovered.digest
     code = known(digest)
     if code is not None:
         raise IntakeError(code, "this order (same EIP-712 digest) was already submitted")
-    if recover_signer(digest, sub.signature) != owner:
+    signer = recover_signer(digest, sub.signature) if recovered is None else recovered.signer
+    if signer != owner:
         raise IntakeError("BAD_SIGNATURE", "the signature does not recover to the account owner")
-    if parsed is not None and sub.entry is not None:
-        return OrderCommand(parsed, sub.entry, digest, owner, sub.market_order)
+    if sub.entry is not None and sub.decoded is not None and body is sub.decoded.body:
+        return OrderCommand(sub.decoded, sub.entry, digest, owner, sub.market_order)
     order = SignedOrder(body, sub.signature)
     return OrderCommand(order, order.encode(), digest, owner, sub.market_order)
 

@@ -11,7 +11,9 @@ orders 1–10 ticks either side of a slowly drifting mid with a 30-second
 expiry (so the book holds a steady few thousand orders), and twenty takers
 send IOC orders crossing up to four ticks through the mid (about 30% of
 orders; most fill one or two makers). Two hundred and fifty-six client tasks submit
-concurrently. The clock is logical (one second per 500 orders).
+concurrently. The clock is logical (one second per 500 orders). The garbage
+collector is set as ``hfx sequencer`` sets it once recovered
+(:func:`sequencer.service.quiet_gc`), and restored afterwards.
 
 ``python -m sequencer.intake_bench [n] [--profile]`` prints orders/s, the
 ``recover_signer`` rate measured in the same run, and their ratio; with
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import gc
 import io
 import pstats
 import random
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 
 from sequencer.exchange import ExchangeConfig
 from sequencer.intake import OrderSubmission
-from sequencer.service import ExchangeService
+from sequencer.service import ExchangeService, quiet_gc
 from state.constants import FLAG_IOC, FLAG_POST_ONLY, KIND_PERP, ORACLE_UNDERLYING_BASE
 from state.context import ChainConfig, L1Deposit
 from state.eip712 import address_of, recover_signer
@@ -149,6 +152,8 @@ def run_bench(n: int = 20_000, seed: int = 7, profiler: cProfile.Profile | None 
         fsyncs0 = wal.stats.fsyncs if wal is not None else 0
         batches0 = svc.core.next_batch_index
         loop = asyncio.new_event_loop()
+        thresholds = gc.get_threshold()
+        quiet_gc()
         try:
             if profiler is not None:
                 profiler.enable()
@@ -160,6 +165,8 @@ def run_bench(n: int = 20_000, seed: int = 7, profiler: cProfile.Profile | None 
             loop.run_until_complete(svc.aclose())
         finally:
             loop.close()
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
         fsyncs = (wal.stats.fsyncs - fsyncs0) if wal is not None else 0
         return BenchResult(
             n, elapsed, n / elapsed, fills, svc.core.next_batch_index - batches0, fsyncs

@@ -8,6 +8,14 @@ order — and then awaits the WAL's group commit
 callers share fsyncs. A refused request raises :class:`IntakeError` at once:
 it changed nothing, so there is nothing to make durable.
 
+Signer recovery runs ahead (``recover_ahead``, docs/sequencer.md §10): an
+order's digest is computed on arrival and its signature recovered in a helper
+process (:class:`sequencer.recovery.AheadRecovery`) while the loop executes
+the commands before it. Commands still execute one at a time in arrival
+order: while any order waits for its signer, the commands behind it wait in
+turn (a command whose caller is cancelled before its turn never runs). With
+nothing waiting, a command runs at once, as before.
+
 Time: each call may pass ``now``; otherwise the service's ``clock`` (by
 default the wall clock in whole seconds) is read here, never inside the core.
 
@@ -27,8 +35,10 @@ import contextlib
 import gc
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from typing import Any, TypeVar
 
 from sequencer.exchange import (
     CancelOutcome,
@@ -43,8 +53,11 @@ from sequencer.exchange import (
 from sequencer.intake import (
     CancelSubmission,
     OrderSubmission,
+    RecoveredSigner,
     WithdrawSubmission,
+    prepare_recovery,
 )
+from sequencer.recovery import AheadRecovery
 from state.context import ChainConfig, L1Deposit, L1Forced
 
 __all__ = ["ExchangeService", "quiet_gc", "wall_clock"]
@@ -72,6 +85,22 @@ def quiet_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     gc.set_threshold(*thresholds)
 
 
+_T = TypeVar("_T")
+
+
+class _Turn:
+    """A command waiting for its turn: what to run, the signer it needs, the caller's future."""
+
+    __slots__ = ("run", "slot", "done")
+
+    def __init__(
+        self, run: Callable[[], Any], slot: RecoveredSigner | None, done: asyncio.Future[Any]
+    ) -> None:
+        self.run = run
+        self.slot = slot
+        self.done = done
+
+
 def wall_clock() -> int:
     """Unix time in whole seconds (the STF's unit)."""
     return int(time.time())
@@ -82,11 +111,14 @@ class ExchangeService:
 
     def __init__(
         self, core: Exchange, clock: Callable[[], int] = wall_clock, *,
-        seal_in_background: bool = True,
+        seal_in_background: bool = True, recover_ahead: bool = True,
     ) -> None:
         """Serve ``core``. ``seal_in_background``: spread the closing work of batches over
-        the event loop in slices (module docstring); otherwise it runs inline."""
+        the event loop in slices (module docstring); otherwise it runs inline.
+        ``recover_ahead``: recover order signers in a helper process (module docstring)."""
         self.core = core
+        self._turns: deque[_Turn] = deque()
+        self._recovery = AheadRecovery(self._take_turns) if recover_ahead else None
         self.clock = clock
         self._batcher: asyncio.Task[None] | None = None
         self.max_batch_age: float | None = None
@@ -146,23 +178,59 @@ class ExchangeService:
             await asyncio.wrap_future(future)
         self.core.collect_sealed()
 
+    # ---------------------------------------------------------------- turns
+
+    async def _in_order(self, run: Callable[[], _T], slot: RecoveredSigner | None = None) -> _T:
+        """Run ``run()`` now, or in its turn if commands are waiting or ``slot`` is not ready."""
+        if not self._turns and (slot is None or slot.ready):
+            return run()
+        done: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._turns.append(_Turn(run, slot, done))
+        return await done
+
+    def _take_turns(self) -> None:
+        """Run the waiting commands, in order, up to the first whose signer is not ready."""
+        turns = self._turns
+        while turns:
+            turn = turns[0]
+            if turn.slot is not None and not turn.slot.ready:
+                return
+            turns.popleft()
+            if turn.done.cancelled():
+                continue
+            try:
+                result = turn.run()
+            except Exception as exc:  # noqa: BLE001 - the caller's own error, raised to the caller
+                turn.done.set_exception(exc)
+            else:
+                turn.done.set_result(result)
+
     # ---------------------------------------------------------------- commands
 
     async def place_order(self, sub: OrderSubmission, *, now: int | None = None) -> PlaceOutcome:
         """Place an order; returns once the order and its fills are durable."""
-        outcome = self.core.place_order(sub, self._now(now))
+        at = self._now(now)
+        slot = None
+        if self._recovery is not None:
+            slot = prepare_recovery(sub, self.core.view, self.core.chain.domain)
+            if slot is not None:
+                self._recovery.submit(slot)
+        core = self.core
+        outcome = await self._in_order(lambda: core.place_order(sub, at, slot), slot)
         await self._durable(outcome.seq)
         return outcome
 
     async def cancel_order(self, sub: CancelSubmission, *, now: int | None = None) -> CancelOutcome:
         """Cancel an order (docs/sequencer.md §5)."""
-        outcome = self.core.cancel_order(sub, self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.cancel_order(sub, at))
         await self._durable(outcome.seq)
         return outcome
 
     async def withdraw(self, sub: WithdrawSubmission, *, now: int | None = None) -> StepOutcome:
         """Withdraw collateral (a withdraw step; claimable on L1 once its batch is final)."""
-        outcome = self.core.withdraw(sub, self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.withdraw(sub, at))
         await self._durable(outcome.seq)
         return outcome
 
@@ -171,33 +239,38 @@ class ExchangeService:
         deposit_start: int | None = None, forced_start: int | None = None, now: int | None = None,
     ) -> L1Outcome:
         """Hand over L1 queue items (from the L1 watcher)."""
-        outcome = self.core.add_l1_items(
-            deposits, forced, self._now(now), deposit_start=deposit_start, forced_start=forced_start
-        )
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.add_l1_items(
+            deposits, forced, at, deposit_start=deposit_start, forced_start=forced_start
+        ))
         await self._durable(outcome.seq)
         return outcome
 
     async def submit_oracle(self, step: bytes, *, now: int | None = None) -> StepOutcome:
         """Apply a signed oracle update (the core's oracle hooks run before this returns)."""
-        outcome = self.core.submit_oracle(step, self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.submit_oracle(step, at))
         await self._durable(outcome.seq)
         return outcome
 
     async def funding(self, *, now: int | None = None) -> StepOutcome:
         """Append a funding step."""
-        outcome = self.core.funding(self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.funding(at))
         await self._durable(outcome.seq)
         return outcome
 
     async def settle(self, market: int, *, now: int | None = None) -> StepOutcome:
         """Settle an expired option market."""
-        outcome = self.core.settle(market, self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.settle(market, at))
         await self._durable(outcome.seq)
         return outcome
 
     async def liquidate(self, target: int, entry: bytes, size: int, *, now: int | None = None) -> StepOutcome:
         """Liquidate into a liquidator's signed order (the risk monitor's call)."""
-        outcome = self.core.liquidate(target, entry, size, self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.liquidate(target, entry, size, at))
         await self._durable(outcome.seq)
         return outcome
 
@@ -205,7 +278,8 @@ class ExchangeService:
         self, target: int, counterparty: int, market: int, size: int, *, now: int | None = None
     ) -> StepOutcome:
         """Auto-deleverage ``target`` against ``counterparty``."""
-        outcome = self.core.deleverage(target, counterparty, market, size, self._now(now))
+        at = self._now(now)
+        outcome = await self._in_order(lambda: self.core.deleverage(target, counterparty, market, size, at))
         await self._durable(outcome.seq)
         return outcome
 
@@ -237,6 +311,9 @@ class ExchangeService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._batcher
             self._batcher = None
+        if self._recovery is not None:
+            self._recovery.close()  # every slot ready: the commands waiting run now
+            self._take_turns()
         if self._sealer is not None:
             self._sealer.shutdown()  # runs the slices left
             self.core.collect_sealed(block=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Protocol
 
 from mypy_extensions import mypyc_attr
@@ -73,10 +72,19 @@ class ChainConfig:
     oracle_keys: frozenset[bytes]
     oracle_threshold: int
 
-    @cached_property
+    @property
     def domain(self) -> bytes:
-        """The EIP-712 domain separator of this deployment (computed once)."""
-        return domain_separator(self.chain_id, self.rollup)
+        """The EIP-712 domain separator of this deployment (computed once per deployment:
+        a compiled class has no instance dictionary for ``cached_property``)."""
+        key = (self.chain_id, self.rollup)
+        domain = _DOMAINS.get(key)
+        if domain is None:
+            domain = _DOMAINS[key] = domain_separator(self.chain_id, self.rollup)
+        return domain
+
+
+_DOMAINS: dict[tuple[int, bytes], bytes] = {}
+"""Domain separators by ``(chain_id, rollup)``: a pure function's results, kept."""
 
 
 @dataclass(frozen=True, slots=True)
