@@ -152,6 +152,7 @@ def run_bench(n: int = 20_000, seed: int = 7, profiler: cProfile.Profile | None 
         fsyncs0 = wal.stats.fsyncs if wal is not None else 0
         batches0 = svc.core.next_batch_index
         loop = asyncio.new_event_loop()
+        loop.run_until_complete(svc.warm_up())
         thresholds = gc.get_threshold()
         quiet_gc()
         try:

@@ -443,6 +443,7 @@ class SequencerProcess:
         if cfg.l1_url is not None and self.deployment is not None:
             self._start_l1()
         self._start_batcher()
+        await self.service.warm_up()
         self._tasks.append(asyncio.create_task(self._metrics_loop()))
         if cfg.dev_oracle is not None:
             self._tasks.append(asyncio.create_task(self._oracle_loop(cfg.dev_oracle)))

@@ -60,11 +60,41 @@ class AheadRecovery:
         self._process: subprocess.Popen[bytes] | None = None
         self._requests: Connection | None = None
         self._answers: Connection | None = None
+        self._warm = False
         self.started = 0
         """Recovery processes started so far."""
+        self.answered = 0
+        """Jobs the processes answered (the rest were recovered here)."""
+
+    @property
+    def warm(self) -> bool:
+        """Whether a process is up and answering (until then, jobs are recovered here)."""
+        return self._warm
+
+    async def warm_up(self, timeout: float = 10.0) -> bool:
+        """Start the process, if none is running, and wait until it answers (at most
+        ``timeout`` seconds); whether it did."""
+        if self._requests is None:
+            try:
+                self._start()
+            except OSError:
+                return False
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not self._warm and self._requests is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.005)
+        return self._warm
 
     def submit(self, slot: RecoveredSigner) -> None:
-        """Recover ``slot.signature`` over ``slot.digest``; ``on_ready`` follows."""
+        """Recover ``slot.signature`` over ``slot.digest``: at once, here, while the process
+        starts (``slot.ready`` on return), else in the process (``on_ready`` follows)."""
+        if not self._warm:
+            if self._requests is None:
+                with contextlib.suppress(OSError):
+                    self._start()
+            self._recover_here([slot])
+            return
         self._waiting.append(slot)
         if not self._flush_scheduled:
             loop = self._loop
@@ -83,7 +113,7 @@ class AheadRecovery:
                 jobs = waiting[sent : sent + min(self.chunk, self.max_in_flight - self._in_flight)]
                 requests = self._requests
                 if requests is None:
-                    requests = self._start()
+                    raise BrokenPipeError("no recovery process")
                 requests.send_bytes(b"".join([s.digest + s.signature for s in jobs]))
                 sent += len(jobs)
                 self._sent.append(jobs)
@@ -96,11 +126,15 @@ class AheadRecovery:
         del waiting[:sent]
 
     def _start(self) -> Connection:
-        """Start a recovery process and watch its answers (on the loop that flushes)."""
+        """Start a recovery process and watch its answers (on the running loop). Its first
+        request is empty: the answer says it is up (until then, :meth:`submit` recovers here)."""
         process, requests, answers = start_recovery_child()
         self._process, self._requests, self._answers = process, requests, answers
         self.started += 1
-        asyncio.get_running_loop().add_reader(answers.fileno(), self._on_answer)
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(answers.fileno(), self._on_answer)
+        requests.send_bytes(b"")
+        self._sent.append([])
         return requests
 
     def _on_answer(self) -> None:
@@ -119,6 +153,9 @@ class AheadRecovery:
             self._sent.appendleft(jobs)
             self._lost()
             return
+        if not jobs:
+            self._warm = True
+        self.answered += len(jobs)
         for slot, signer in zip(jobs, signers, strict=True):
             slot.signer = signer
             slot.ready = True
@@ -128,14 +165,14 @@ class AheadRecovery:
         self.on_ready()
 
     def _lost(self) -> None:
-        """The process stopped answering: recover what it held here, forget it."""
+        """The process stopped answering: recover everything not yet answered here, forget it
+        (the next :meth:`submit` starts another)."""
         while self._sent:
             self._recover_here(self._sent.popleft())
+        self._recover_here(self._waiting)
+        self._waiting = []
         self._in_flight = 0
         self._drop()
-        if self._waiting and not self._flush_scheduled and self._loop is not None:
-            self._loop.call_soon(self._flush)
-            self._flush_scheduled = True
         self.on_ready()
 
     @staticmethod
@@ -153,6 +190,7 @@ class AheadRecovery:
             if conn is not None:
                 conn.close()
         self._process, self._requests, self._answers = None, None, None
+        self._warm = False
         if process is not None:
             try:
                 process.wait(5)
@@ -161,7 +199,8 @@ class AheadRecovery:
                 process.wait()
 
     def close(self) -> None:
-        """Recover what is still out here and stop the process."""
+        """Recover what is still out here and stop the process (a later :meth:`submit`
+        starts another)."""
         self._recover_here(self._waiting)
         self._waiting = []
         while self._sent:

@@ -147,6 +147,7 @@ async def _serve_and_measure(n_orders: int, rate: float, directory: str, tune_gc
     server = RpcServer()
     SequencerApi(service, server)
     service.start_batcher()
+    await service.warm_up()
     port = await server.start("127.0.0.1", 0)
     if tune_gc:
         quiet_gc()

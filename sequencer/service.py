@@ -178,6 +178,12 @@ class ExchangeService:
             await asyncio.wrap_future(future)
         self.core.collect_sealed()
 
+    async def warm_up(self) -> None:
+        """Start the signer recovery process now and wait until it answers, so that the
+        first orders do not wait for it (until it does, signers are recovered inline)."""
+        if self._recovery is not None:
+            await self._recovery.warm_up()
+
     # ---------------------------------------------------------------- turns
 
     async def _in_order(self, run: Callable[[], _T], slot: RecoveredSigner | None = None) -> _T:

@@ -62,9 +62,11 @@ def test_recovering_ahead_gives_the_outcomes_of_recovering_inline(tmp_path: Path
         results = []
         for name, ahead in (("inline", False), ("ahead", True)):
             desk, svc = _service(tmp_path, name, ahead)
+            await svc.warm_up()
             outcomes = await _outcomes(svc, _flow(desk))
             if ahead:
                 assert svc._recovery is not None and svc._recovery.started == 1
+                assert svc._recovery.answered >= len(outcomes) - 2  # all but refused before recovery
             svc.core.close_batch(T0 + 11)
             results.append((outcomes, svc.core.root))
             await svc.aclose()
@@ -82,6 +84,7 @@ def test_commands_run_in_arrival_order_while_signers_are_recovered(tmp_path: Pat
 
     async def main() -> None:
         desk, svc = _service(tmp_path, "seq", True)
+        await svc.warm_up()
         quote = desk.order("maker", ETH_PERP, False, 3_001_000, 2)
         digest = desk.digest("maker", quote)
         taker = desk.order("taker", ETH_PERP, True, 3_001_000, 1)
@@ -105,6 +108,9 @@ def test_a_killed_recovery_process_loses_nothing(tmp_path: Path) -> None:
         desk, svc = _service(tmp_path, "seq", True)
         recovery = svc._recovery
         assert recovery is not None
+        assert not recovery.warm
+        await svc.warm_up()
+        assert recovery.warm
         first = await _outcomes(svc, [desk.order("maker", ETH_PERP, False, 3_001_000, 2)])
         assert recovery._process is not None
         recovery._process.kill()  # dies idle: seen as EOF, or as a broken pipe by the next request
@@ -116,6 +122,7 @@ def test_a_killed_recovery_process_loses_nothing(tmp_path: Path) -> None:
             await _outcomes(svc, [desk.order("maker", ETH_PERP, False, 3_049_000, 1)])
         assert recovery.started == 2
         # Killed while it holds requests: its answers end early (EOF), the rest is recovered here.
+        assert await recovery.warm_up()
         subs = [desk.order("maker", ETH_PERP, False, 3_050_000 + 1_000 * i, 1) for i in range(64)]
         pending = asyncio.ensure_future(_outcomes(svc, subs))
         for _ in range(10):
@@ -138,6 +145,7 @@ def test_a_killed_recovery_process_loses_nothing(tmp_path: Path) -> None:
 def test_a_caller_cancelled_before_its_turn_changes_nothing(tmp_path: Path) -> None:
     async def main() -> None:
         desk, svc = _service(tmp_path, "seq", True)
+        await svc.warm_up()
         quote = desk.order("maker", ETH_PERP, False, 3_001_000, 2)
         task = asyncio.ensure_future(svc.place_order(quote))
         await asyncio.sleep(0)  # submitted: waiting for its signer
