@@ -26,6 +26,8 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
+from mypy_extensions import mypyc_attr
+
 from sequencer.book import Engine
 from sequencer.checkpoint import BookEntry, Checkpoint, CheckpointError, OpenBatchImage, TableEntry
 from sequencer.intake import (
@@ -136,6 +138,7 @@ _MARKET_CODES = frozenset({
 """Refusals of a fill that every maker would meet: the taker (or the market) is at fault."""
 
 
+@mypyc_attr(native_class=False)
 class RecoveryError(RuntimeError):
     """The on-disk state cannot be resumed safely (an operator must look)."""
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from state.constants import (
     AMOUNT_LIMIT,
     FLAG_FOK,
@@ -61,6 +63,7 @@ ACCOUNT_INDEX_LIMIT = 1 << 32
 ZERO_ADDRESS = b"\x00" * 20
 
 
+@mypyc_attr(native_class=False)
 class IntakeError(Exception):
     """A refused request: ``code`` is stable (clients and the RPC layer match on it)."""
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 from state.context import L1Deposit, L1Forced
 from state.txs import ORDER_ENTRY_SIZE, SIGNATURE_SIZE
 
@@ -33,6 +35,7 @@ __all__ = [
 ]
 
 
+@mypyc_attr(native_class=False)
 class JournalError(ValueError):
     """A WAL payload that is not a command (a bug or a foreign log)."""
 

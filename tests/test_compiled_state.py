@@ -1,16 +1,18 @@
-"""The mypyc-compiled ``state/`` against its pure-Python sources (docs/compiled-state.md).
+"""The mypyc-compiled modules against their pure-Python sources (docs/compiled-state.md).
 
 The sources are the specification; the compiled extensions must behave the
 same on every input. One workload (``tests/compiled_worker.py``: the
 standard flow through the sequencer, every batch replayed, and corrupted
 batches applied) runs in two interpreters, one on this checkout's modules and
-one on a copy of ``state/*.py`` alone; every line must agree. The Hypothesis
+one on a copy of the ``*.py`` files of ``state/`` and ``sequencer/`` alone;
+every line must agree. The Hypothesis
 scenarios of ``test_stf_properties`` add a pure-Python replay beside the
 in-process one as well.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -18,9 +20,16 @@ from pathlib import Path
 
 import pytest
 
+import sequencer.exchange
 import state.transition
-from node.compiled_state import compiled_modules, expected_compiled, stale_extensions
-from tests.pure_state import REPO, pure_state_copy
+from node import compiled_state
+from node.compiled_state import (
+    compiled_modules,
+    expected_compiled,
+    missing_extensions,
+    stale_extensions,
+)
+from tests.pure_state import REPO, pure_sources_copy
 
 WORKER = Path(__file__).resolve().with_name("compiled_worker.py")
 PURE_BUILD = os.environ.get("HFX_PURE") == "1"
@@ -37,14 +46,30 @@ def run_worker(*args: str) -> list[str]:
 
 @pytest.mark.skipif(PURE_BUILD, reason="HFX_PURE=1: built without compiling")
 def test_every_listed_module_is_compiled() -> None:
-    """A normal install compiles the whole STF; a module left as Python would be a silent slowdown."""
+    """A normal install compiles the whole STF and the sequencer's core; a module left as
+    Python would be a silent slowdown."""
     assert compiled_modules() == expected_compiled()
     assert not str(state.transition.__file__).endswith(".py")
+    assert not str(sequencer.exchange.__file__).endswith(".py")
+    assert missing_extensions() == []
+
+
+def test_setup_compiles_the_listed_modules() -> None:
+    """setup.py (which runs before the package is importable) holds the same two lists."""
+    assigned = {
+        node.targets[0].id: node.value
+        for node in ast.parse((REPO / "setup.py").read_text()).body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
+    state_call = assigned["STATE_NOT_COMPILED"]
+    assert isinstance(state_call, ast.Call)
+    assert frozenset(ast.literal_eval(state_call.args[0])) == compiled_state.STATE_NOT_COMPILED
+    assert ast.literal_eval(assigned["SEQUENCER_COMPILED"]) == compiled_state.SEQUENCER_COMPILED
 
 
 def test_compiled_and_pure_state_agree_on_the_workload(tmp_path: Path) -> None:
     here = run_worker()
-    pure = run_worker(str(pure_state_copy(tmp_path)))
+    pure = run_worker(str(pure_sources_copy(tmp_path)))
     assert pure[0] == "pure"
     assert here[0] == ("pure" if PURE_BUILD else "compiled")
     applied = sum(1 for line in pure if line.startswith("mutated") and " refused " not in line)
@@ -62,7 +87,7 @@ def test_a_source_newer_than_its_extension_is_reported() -> None:
     before = ext.stat()
     try:
         os.utime(ext, (before.st_atime, source.stat().st_mtime - 10))
-        assert "transition.py" in stale_extensions()
+        assert "state/transition.py" in stale_extensions()
     finally:
         os.utime(ext, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert stale_extensions() == []

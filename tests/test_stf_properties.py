@@ -87,7 +87,7 @@ from state.txs import (
 )
 from state.view import StateView
 from tests.determinism_worker import Scenario, report
-from tests.pure_state import pure_state_copy
+from tests.pure_state import pure_sources_copy
 from tests.strategies import (
     ALL_KINDS,
     FIXED_STEP_SIZES,
@@ -519,7 +519,7 @@ def test_replay_is_identical_across_processes_and_hash_seeds(scenario: Scenario)
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 env={**os.environ, "PYTHONHASHSEED": seed},
             )
-            for seed, extra in (("1", []), ("2", []), ("3", [str(pure_state_copy(Path(tmp) / "pure"))]))
+            for seed, extra in (("1", []), ("2", []), ("3", [str(pure_sources_copy(Path(tmp) / "pure"))]))
         ]
         outputs = [p.communicate(timeout=120) for p in procs]
     for proc, (_, err) in zip(procs, outputs, strict=True):
