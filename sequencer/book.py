@@ -43,9 +43,6 @@ from sequencer.orders import (
     RemovedOrder,
     Status,
     Verdict,
-    new_fill,
-    new_removed,
-    new_result,
 )
 from state.constants import BPS, PRICE_LIMIT, SIZE_LIMIT
 from state.layout import Params
@@ -262,14 +259,14 @@ class OrderBook:
     ) -> None:
         """Remove the live head entry without filling it, recording why."""
         order = entry.order
-        removed.append(new_removed(order.order_id, order.account, reason, entry.remaining))
+        removed.append(RemovedOrder(order.order_id, order.account, reason, entry.remaining))
         self._pop_head(level, entry)
 
     def _remove(self, entry: _Entry, reason: Reason) -> RemovedOrder:
         """Remove a live entry anywhere in its level (lazily, in O(1))."""
         level = entry.level
         order = entry.order
-        record = new_removed(order.order_id, order.account, reason, entry.remaining)
+        record = RemovedOrder(order.order_id, order.account, reason, entry.remaining)
         entry.live = False
         level.count -= 1
         level.size -= entry.remaining
@@ -326,7 +323,7 @@ class OrderBook:
             keys = (self._asks if is_buy else self._bids).keys
             if not keys or (-keys[-1] > order.price if is_buy else keys[-1] < order.price):
                 self._rest(order, order.size)
-                return new_result(order.order_id, Status.RESTING, None, (), (), 0, order.size)
+                return PlaceResult(order.order_id, Status.RESTING, None, (), (), 0, order.size)
         removed: list[RemovedOrder] = []
         lot = self.spec.lot
         if flags & FLAG_REDUCE_ONLY and not _reducible(
@@ -380,7 +377,7 @@ class OrderBook:
             status, reason = Status.CANCELLED, Reason.REDUCE_ONLY
         else:
             self._rest(order, remaining)
-            return new_result(
+            return PlaceResult(
                 order.order_id,
                 Status.RESTING,
                 None,
@@ -389,7 +386,7 @@ class OrderBook:
                 filled,
                 remaining,
             )
-        return new_result(order.order_id, status, reason, tuple(fills), tuple(removed), filled, 0)
+        return PlaceResult(order.order_id, status, reason, tuple(fills), tuple(removed), filled, 0)
 
     def _rest(self, order: Order, remaining: int) -> None:
         """Append the order's remainder at the back of its price level."""
@@ -508,7 +505,7 @@ class OrderBook:
                             self._drop_head(level, entry, Reason.STF_REJECTED, removed)
                             continue
                         return remaining, Reason.STF_REJECTED
-                fills.append(new_fill(maker.order_id, taker_id, price, size))
+                fills.append(Fill(maker.order_id, taker_id, price, size))
                 remaining -= size
                 if size < entry.remaining:
                     entry.remaining -= size
@@ -533,7 +530,7 @@ class OrderBook:
 
 def _refused(order: Order, reason: Reason, removed: Sequence[RemovedOrder] = ()) -> PlaceResult:
     """The result of an order refused before any fill."""
-    return new_result(order.order_id, Status.REFUSED, reason, (), tuple(removed), 0, 0)
+    return PlaceResult(order.order_id, Status.REFUSED, reason, (), tuple(removed), 0, 0)
 
 
 def _invalid(order: Order, spec: MarketSpec, time: int, market_order: bool) -> Reason | None:

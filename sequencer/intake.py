@@ -141,7 +141,7 @@ class WithdrawSubmission:
 # ============================================================================ commands
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderCommand:
     """A validated order: its table entry, EIP-712 digest (its id) and owner."""
 
@@ -150,6 +150,16 @@ class OrderCommand:
     digest: bytes
     owner: bytes
     market_order: bool
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, order: SignedOrder, entry: bytes, digest: bytes, owner: bytes, market_order: bool,
+    ) -> None:
+        self.order = order
+        self.entry = entry
+        self.digest = digest
+        self.owner = owner
+        self.market_order = market_order
 
 
 class RecoveredSigner:

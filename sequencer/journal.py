@@ -40,13 +40,19 @@ class JournalError(ValueError):
     """A WAL payload that is not a command (a bug or a foreign log)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderRecord:
     """Place an order (its table entry)."""
 
     now: int
     entry: bytes
     market_order: bool
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, now: int, entry: bytes, market_order: bool) -> None:
+        self.now = now
+        self.entry = entry
+        self.market_order = market_order
 
 
 @dataclass(frozen=True, slots=True)

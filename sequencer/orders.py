@@ -53,7 +53,7 @@ OrderId: TypeAlias = int | bytes
 """An order's identity, chosen by the caller (typically its EIP-712 digest)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Order:
     """An order as signed (docs/stf.md §5.2), identified by ``order_id``.
 
@@ -70,6 +70,20 @@ class Order:
     size: int
     flags: int = 0
     expiry: int = GTC
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, order_id: OrderId, account: int, market: int, is_buy: bool, price: int, size: int,
+        flags: int = 0, expiry: int = GTC,
+    ) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.market = market
+        self.is_buy = is_buy
+        self.price = price
+        self.size = size
+        self.flags = flags
+        self.expiry = expiry
 
     @staticmethod
     def from_body(order_id: OrderId, body: OrderBody) -> Order:
@@ -157,7 +171,7 @@ class Reason(Enum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Fill:
     """One fill: ``size`` at the maker's ``price``."""
 
@@ -166,8 +180,15 @@ class Fill:
     price: int
     size: int
 
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, maker_id: OrderId, taker_id: OrderId, price: int, size: int) -> None:
+        self.maker_id = maker_id
+        self.taker_id = taker_id
+        self.price = price
+        self.size = size
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True)
 class RemovedOrder:
     """A resting order taken out of the book without filling, and why."""
 
@@ -176,8 +197,15 @@ class RemovedOrder:
     reason: Reason
     remaining: int
 
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, order_id: OrderId, account: int, reason: Reason, remaining: int) -> None:
+        self.order_id = order_id
+        self.account = account
+        self.reason = reason
+        self.remaining = remaining
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, unsafe_hash=True)
 class PlaceResult:
     """The outcome of placing one order.
 
@@ -194,6 +222,19 @@ class PlaceResult:
     removed: tuple[RemovedOrder, ...]
     filled: int
     resting: int
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, order_id: OrderId, status: Status, reason: Reason | None, fills: tuple[Fill, ...],
+        removed: tuple[RemovedOrder, ...], filled: int, resting: int,
+    ) -> None:
+        self.order_id = order_id
+        self.status = status
+        self.reason = reason
+        self.fills = fills
+        self.removed = removed
+        self.filled = filled
+        self.resting = resting
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,31 +260,3 @@ class OpenOrder:
 
     order: Order
     remaining: int
-
-
-# ----------------------------------------------------------------- constructors
-#
-# The engine builds its results through these (one place to make faster).
-
-
-def new_fill(maker_id: OrderId, taker_id: OrderId, price: int, size: int) -> Fill:
-    """``Fill(maker_id, taker_id, price, size)``."""
-    return Fill(maker_id, taker_id, price, size)
-
-
-def new_removed(order_id: OrderId, account: int, reason: Reason, remaining: int) -> RemovedOrder:
-    """``RemovedOrder(order_id, account, reason, remaining)``."""
-    return RemovedOrder(order_id, account, reason, remaining)
-
-
-def new_result(
-    order_id: OrderId,
-    status: Status,
-    reason: Reason | None,
-    fills: tuple[Fill, ...],
-    removed: tuple[RemovedOrder, ...],
-    filled: int,
-    resting: int,
-) -> PlaceResult:
-    """``PlaceResult(order_id, status, reason, fills, removed, filled, resting)``."""
-    return PlaceResult(order_id, status, reason, fills, removed, filled, resting)

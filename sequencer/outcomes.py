@@ -48,13 +48,19 @@ class ExchangeConfig:
     """Every this many sealed batches the decoded-leaf cache is dropped (bounds memory)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class StepRef:
     """Where a step went: batch index, step index within it, and its receipt."""
 
     batch: int
     step: int
     receipt: Receipt
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, batch: int, step: int, receipt: Receipt) -> None:
+        self.batch = batch
+        self.step = step
+        self.receipt = receipt
 
 
 @dataclass(slots=True)
@@ -71,6 +77,22 @@ class FillRecord:
     size: int
     batch: int
     step: int
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, maker: bytes, taker: bytes, maker_account: int, taker_account: int, market: int,
+        taker_is_buy: bool, price: int, size: int, batch: int, step: int,
+    ) -> None:
+        self.maker = maker
+        self.taker = taker
+        self.maker_account = maker_account
+        self.taker_account = taker_account
+        self.market = market
+        self.taker_is_buy = taker_is_buy
+        self.price = price
+        self.size = size
+        self.batch = batch
+        self.step = step
 
 
 @dataclass(slots=True)
@@ -93,6 +115,23 @@ class PlaceOutcome:
     filled: int
     resting: int
     seq: int = 0
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, order_hash: bytes, account: int, market: int, status: Status,
+        reason: Reason | None, fills: tuple[FillRecord, ...], removed: tuple[RemovedOrder, ...],
+        filled: int, resting: int, seq: int = 0,
+    ) -> None:
+        self.order_hash = order_hash
+        self.account = account
+        self.market = market
+        self.status = status
+        self.reason = reason
+        self.fills = fills
+        self.removed = removed
+        self.filled = filled
+        self.resting = resting
+        self.seq = seq
 
 
 @dataclass(slots=True)

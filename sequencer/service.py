@@ -118,6 +118,7 @@ class ExchangeService:
         ``recover_ahead``: recover order signers in a helper process (module docstring)."""
         self.core = core
         self._turns: deque[_Turn] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._recovery = AheadRecovery(self._take_turns) if recover_ahead else None
         self.clock = clock
         self._batcher: asyncio.Task[None] | None = None
@@ -190,7 +191,10 @@ class ExchangeService:
         """Run ``run()`` now, or in its turn if commands are waiting or ``slot`` is not ready."""
         if not self._turns and (slot is None or slot.ready):
             return run()
-        done: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None or not loop.is_running():  # get_running_loop makes a syscall (getpid)
+            loop = self._loop = asyncio.get_running_loop()
+        done: asyncio.Future[_T] = loop.create_future()
         self._turns.append(_Turn(run, slot, done))
         return await done
 

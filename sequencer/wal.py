@@ -254,6 +254,8 @@ class WriteAheadLog:
         self._closed = False
         self._executor: ThreadPoolExecutor | None = None
         self._flush_task: asyncio.Future[None] | None = None
+        self._committers: list[asyncio.Future[None]] = []
+        """The futures of the committers waiting for the running flush."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd = self._lock_directory()
         try:
@@ -497,8 +499,11 @@ class WriteAheadLog:
             flush = self._flush_task
             if flush is None or flush.done():
                 flush = self._start_flush(asyncio.get_running_loop())
-            # shield: a cancelled committer must not cancel the shared flush.
-            await asyncio.shield(flush)
+            # Each committer awaits a future of its own, settled with the flush: a cancelled
+            # committer cancels only that one (as asyncio.shield would, at more cost).
+            waiter: asyncio.Future[None] = flush.get_loop().create_future()
+            self._committers.append(waiter)
+            await waiter
 
     def _start_flush(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
         """Hand a flush to the worker thread; returns the future its committers await.
@@ -527,6 +532,14 @@ class WriteAheadLog:
                 flush.set_result(None)
             else:
                 flush.set_exception(error)
+                flush.exception()  # reported to the committers below; not "never retrieved"
+        committers, self._committers = self._committers, []
+        for waiter in committers:
+            if not waiter.done():
+                if error is None:
+                    waiter.set_result(None)
+                else:
+                    waiter.set_exception(error)
         if (error is None and self._flush_task is flush and not self._closed
                 and self._durable_seq < self._next_seq - 1):
             self._start_flush(loop)

@@ -91,7 +91,7 @@ ACCOUNT_HEAD: Final = 44
 # --------------------------------------------------------------------- global
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Global:
     """Protocol-wide counters and pools (68 bytes)."""
 
@@ -103,6 +103,18 @@ class Global:
     insurance_fund: Collateral
     fee_pool: Collateral
 
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, l2_time: int, next_deposit: int, next_forced: int, withdrawal_count: int,
+        account_count: int, insurance_fund: Collateral, fee_pool: Collateral,
+    ) -> None:
+        self.l2_time = l2_time
+        self.next_deposit = next_deposit
+        self.next_forced = next_forced
+        self.withdrawal_count = withdrawal_count
+        self.account_count = account_count
+        self.insurance_fund = insurance_fund
+        self.fee_pool = fee_pool
 
     def encode(self) -> bytes:
         """Layout: l2_time u64 | next_deposit u64 | next_forced u64 |
@@ -146,7 +158,6 @@ class Config:
     funding_cap_bps: int
     max_oracle_age: int
 
-
     def encode(self) -> bytes:
         """Layout: six u16 fields in declaration order, then max_oracle_age u32."""
         return (
@@ -181,7 +192,6 @@ class Market:
     strike: Price
     expiry: int
     size_decimals: int
-
 
     @property
     def is_option(self) -> bool:
@@ -247,7 +257,6 @@ class MarketPrice:
     iv: int
     flags: int
 
-
     @property
     def settled(self) -> bool:
         """True once an option market has settled (mark is then its payoff)."""
@@ -278,7 +287,6 @@ class Prices:
     index: tuple[Price, ...]
     markets: tuple[MarketPrice, ...]
 
-
     def encode(self) -> bytes:
         """Layout: oracle_time u64 | funding_time u64 | 16 × index u64 | n × market price."""
         return (
@@ -301,7 +309,7 @@ class Prices:
 # --------------------------------------------------------------------- accounts
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Position:
     """One open position (32 bytes); size is never zero in a stored account."""
 
@@ -309,6 +317,13 @@ class Position:
     size: Size
     cost: Collateral
     funding_snapshot: int
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, market: int, size: Size, cost: Collateral, funding_snapshot: int) -> None:
+        self.market = market
+        self.size = size
+        self.cost = cost
+        self.funding_snapshot = funding_snapshot
 
     def encode(self) -> bytes:
         """Layout: market u8 | size i64 | cost i96 | funding_snapshot i88."""
@@ -326,7 +341,7 @@ class Position:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Account:
     """A trader's cross-margined account: collateral, nonce and up to 16 positions."""
 
@@ -335,6 +350,15 @@ class Account:
     collateral: Collateral
     positions: tuple[Position, ...]
 
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, owner: Address, nonce: int, collateral: Collateral,
+        positions: tuple[Position, ...],
+    ) -> None:
+        self.owner = owner
+        self.nonce = nonce
+        self.collateral = collateral
+        self.positions = positions
 
     def encode(self) -> bytes:
         """Layout: owner 20 | nonce u64 | collateral i128 | positions sorted by market."""
@@ -373,12 +397,17 @@ def decode_account_index(data: bytes) -> int:
 # --------------------------------------------------------------------- orders, withdrawals
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderState:
     """Fill and cancel state of one order (9 bytes); absent means (0, False)."""
 
     filled: Size
     cancelled: bool
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, filled: Size, cancelled: bool) -> None:
+        self.filled = filled
+        self.cancelled = cancelled
 
     def encode(self) -> bytes:
         """Layout: filled u64 | cancelled u8 (0 or 1)."""

@@ -15,7 +15,7 @@ from state.errors import Code, StfError
 from state.layout import Account, Config, Market, Position, Prices
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Risk:
     """Equity and requirements of a normalised account, in collateral units."""
 
@@ -23,6 +23,13 @@ class Risk:
     initial: int
     maintenance: int
     buffer: int
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, equity: int, initial: int, maintenance: int, buffer: int) -> None:
+        self.equity = equity
+        self.initial = initial
+        self.maintenance = maintenance
+        self.buffer = buffer
 
     @property
     def liquidation_threshold(self) -> int:

@@ -73,12 +73,17 @@ from state.view import StateView
 ZERO_ADDRESS = b"\x00" * 20
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Receipt:
     """The outcome of one step: its kind byte (0 for empty bytes) and its code."""
 
     kind: int
     code: Code
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, kind: int, code: Code) -> None:
+        self.kind = kind
+        self.code = code
 
 
 def apply_step(view: StateView, step: bytes, ctx: BatchContext) -> Receipt:

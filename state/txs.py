@@ -46,7 +46,7 @@ def _u(data: bytes, start: int, width: int) -> int:
 # --------------------------------------------------------------------- orders
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class OrderBody:
     """The signed fields of an order, with the trader given by account index."""
 
@@ -58,6 +58,20 @@ class OrderBody:
     size: int
     expiry: int
     salt: int
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(
+        self, account: int, market: int, is_buy: bool, flags: int, price: int, size: int,
+        expiry: int, salt: int,
+    ) -> None:
+        self.account = account
+        self.market = market
+        self.is_buy = is_buy
+        self.flags = flags
+        self.price = price
+        self.size = size
+        self.expiry = expiry
+        self.salt = salt
 
     def encode(self) -> bytes:
         """Layout (39 bytes): account u32 | market u8 | is_buy u8 | flags u8 | price u64 |
@@ -84,12 +98,17 @@ def decode_order_body(data: bytes, start: int = 0) -> OrderBody | None:
     )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SignedOrder:
     """An entry of a batch's order table: an order body and its 65-byte signature."""
 
     body: OrderBody
     signature: bytes
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, body: OrderBody, signature: bytes) -> None:
+        self.body = body
+        self.signature = signature
 
     def encode(self) -> bytes:
         """Layout (104 bytes): body ‖ signature (r ‖ s ‖ v)."""
@@ -125,13 +144,19 @@ class Withdraw:
     signature: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Trade:
     """A fill of ``size`` between a maker and a taker order, at the maker's price."""
 
     maker: int
     taker: int
     size: int
+
+    # Written out, not generated: mypyc compiles it (docs/compiled-state.md).
+    def __init__(self, maker: int, taker: int, size: int) -> None:
+        self.maker = maker
+        self.taker = taker
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
