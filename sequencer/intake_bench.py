@@ -15,9 +15,13 @@ concurrently. The clock is logical (one second per 500 orders). The garbage
 collector is set as ``hfx sequencer`` sets it once recovered
 (:func:`sequencer.service.quiet_gc`), and restored afterwards.
 
-``python -m sequencer.intake_bench [n] [--profile]`` prints orders/s, the
+The service runs as ``hfx sequencer`` runs it: order signers are recovered
+ahead in a helper process (``sequencer/recovery.py``), warmed up before timing.
+
+``python -m sequencer.intake_bench [n] [--profile] [--inline]`` prints orders/s, the
 ``recover_signer`` rate measured in the same run, and their ratio; with
-``--profile`` it also prints where the time goes.
+``--profile`` it also prints where the time goes; ``--inline`` recovers every
+signer on the event loop instead (``ExchangeService(recover_ahead=False)``).
 """
 
 from __future__ import annotations
@@ -127,10 +131,12 @@ async def _run(svc: ExchangeService, orders: list[tuple[int, OrderSubmission]]) 
     return fills
 
 
-def _prepare(directory: str, n: int, seed: int) -> tuple[ExchangeService, list[tuple[int, OrderSubmission]]]:
+def _prepare(
+    directory: str, n: int, seed: int, recover_ahead: bool = True
+) -> tuple[ExchangeService, list[tuple[int, OrderSubmission]]]:
     genesis, chain, oracle_key = _genesis()
     config = ExchangeConfig(max_batch_age=1)
-    svc = ExchangeService.open(directory, chain, genesis, config=config)
+    svc = ExchangeService.open(directory, chain, genesis, config=config, recover_ahead=recover_ahead)
     owners = [address_of(keccak256(b"bench-trader-%d" % i)) for i in range(MAKERS + TAKERS)]
     svc.core.add_l1_items([L1Deposit(o, 10_000_000 * 1_000_000) for o in owners], [], T0 + 1)
     entries = [OracleEntry(0, MID[0], 0), OracleEntry(1, MID[1], 0),
@@ -144,10 +150,12 @@ def bench_intake_orders(n: int = 20_000, seed: int = 7) -> float:
     return run_bench(n, seed).orders_per_s
 
 
-def run_bench(n: int = 20_000, seed: int = 7, profiler: cProfile.Profile | None = None) -> BenchResult:
+def run_bench(
+    n: int = 20_000, seed: int = 7, profiler: cProfile.Profile | None = None, recover_ahead: bool = True
+) -> BenchResult:
     """One timed run over a fresh on-disk sequencer in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="hfx-intake-bench-") as directory:
-        svc, orders = _prepare(directory, n, seed)
+        svc, orders = _prepare(directory, n, seed, recover_ahead)
         wal = svc.core.wal
         fsyncs0 = wal.stats.fsyncs if wal is not None else 0
         batches0 = svc.core.next_batch_index
@@ -221,8 +229,9 @@ def main(argv: list[str]) -> None:
     """Print the figures (``--profile``: and the top functions by own time)."""
     args = [a for a in argv if not a.startswith("--")]
     n = int(args[0]) if args else 20_000
+    ahead = "--inline" not in argv
     recover_before = ecrecover_rate()
-    result = run_bench(n)
+    result = run_bench(n, recover_ahead=ahead)
     recover_after = ecrecover_rate()
     recover = (recover_before + recover_after) / 2
     print(f"intake: {result.orders_per_s:,.0f} orders/s ({result.orders} orders, {result.fills} fills, "
@@ -231,7 +240,7 @@ def main(argv: list[str]) -> None:
     print(f"ratio: {result.orders_per_s / recover:.2f} x the ecrecover rate")
     if "--profile" in argv:
         profiler = cProfile.Profile()
-        profiled = run_bench(n, profiler=profiler)
+        profiled = run_bench(n, profiler=profiler, recover_ahead=ahead)
         print("where the time goes (a second run, under cProfile, which inflates Python code "
               "against C: shares of its wall time, cumulative):")
         for label, share in breakdown(profiler, profiled.seconds):

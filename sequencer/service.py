@@ -136,10 +136,11 @@ class ExchangeService:
     def open(
         cls, directory: str | os.PathLike[str], chain: ChainConfig, genesis: dict[bytes, bytes],
         *, config: ExchangeConfig | None = None, clock: Callable[[], int] = wall_clock,
-        sync: bool = True,
+        sync: bool = True, recover_ahead: bool = True,
     ) -> ExchangeService:
         """Recover the core at ``directory`` (see :meth:`Exchange.open`) and serve it."""
-        return cls(Exchange.open(directory, chain, genesis, config=config, sync=sync), clock)
+        core = Exchange.open(directory, chain, genesis, config=config, sync=sync)
+        return cls(core, clock, recover_ahead=recover_ahead)
 
     @staticmethod
     def _after_gap(callback: Callable[[], None]) -> bool:

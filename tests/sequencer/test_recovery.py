@@ -24,9 +24,9 @@ from tests.world import ETH_PERP
 def _service(tmp_path: Path, name: str, recover_ahead: bool) -> tuple[Desk, ExchangeService]:
     desk = Desk.create(tmp_path / name)
     desk.ex.close()
-    svc = ExchangeService(
-        ExchangeService.open(tmp_path / name, desk.world.chain, dict(desk.world.leaves), sync=False).core,
-        clock=lambda: T0 + 10, recover_ahead=recover_ahead,
+    svc = ExchangeService.open(
+        tmp_path / name, desk.world.chain, dict(desk.world.leaves), clock=lambda: T0 + 10,
+        sync=False, recover_ahead=recover_ahead,
     )
     desk.ex = svc.core
     return desk, svc
