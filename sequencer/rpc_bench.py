@@ -1,4 +1,4 @@
-"""RPC latency benchmark: ``python -m sequencer.rpc_bench [n_orders] [rate] [--default-gc]``.
+"""RPC latency benchmark: ``python -m sequencer.rpc_bench [n_orders] [rate] [--default-gc] [--inline]``.
 
 :func:`bench_rpc` starts a durable sequencer (temporary directory, two funded
 traders, fresh prices) behind the JSON-RPC server in this process, and a
@@ -128,13 +128,15 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _serve_and_measure(n_orders: int, rate: float, directory: str, tune_gc: bool) -> dict[str, Any]:
+async def _serve_and_measure(
+    n_orders: int, rate: float, directory: str, tune_gc: bool, recover_ahead: bool
+) -> dict[str, Any]:
     now = int(time.time())
     config = Config(5, 1, 150, 50, 100, 75, 60)
     markets = [Market(KIND_PERP, 0, 1000, 500, 1000, 1, 0, 0, 3)]
     chain = _chain()
     core = Exchange.open(directory, chain, genesis_leaves(config, markets, now - 10))
-    service = ExchangeService(core)
+    service = ExchangeService(core, recover_ahead=recover_ahead)
     owners = [address_of(k) for k in TRADER_KEYS]
     await service.add_l1_items([L1Deposit(o, 10**15) for o in owners], [])
     step = signed_oracle([ORACLE_KEY], chain.domain, now,
@@ -174,7 +176,9 @@ async def _serve_and_measure(n_orders: int, rate: float, directory: str, tune_gc
     }
 
 
-def bench_rpc(n_orders: int = 5_000, rate: float = 1_000.0, *, tune_gc: bool = True) -> dict[str, Any]:
+def bench_rpc(
+    n_orders: int = 5_000, rate: float = 1_000.0, *, tune_gc: bool = True, recover_ahead: bool = True
+) -> dict[str, Any]:
     """Offer ``n_orders`` at ``rate``/s from another process; throughput and ack latency.
 
     ``tune_gc`` applies :func:`sequencer.service.quiet_gc` once the server is up, as
@@ -182,7 +186,7 @@ def bench_rpc(n_orders: int = 5_000, rate: float = 1_000.0, *, tune_gc: bool = T
     thresholds = gc.get_threshold()
     try:
         with tempfile.TemporaryDirectory() as directory:
-            return asyncio.run(_serve_and_measure(n_orders, rate, directory, tune_gc))
+            return asyncio.run(_serve_and_measure(n_orders, rate, directory, tune_gc, recover_ahead))
     finally:  # leave the calling process's collector as it was
         gc.unfreeze()
         gc.set_threshold(*thresholds)
@@ -191,4 +195,4 @@ def bench_rpc(n_orders: int = 5_000, rate: float = 1_000.0, *, tune_gc: bool = T
 if __name__ == "__main__":
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 5_000
     r = float(sys.argv[2]) if len(sys.argv) > 2 else 1_000.0
-    print(bench_rpc(n, r, tune_gc="--default-gc" not in sys.argv))
+    print(bench_rpc(n, r, tune_gc="--default-gc" not in sys.argv, recover_ahead="--inline" not in sys.argv))

@@ -8,10 +8,11 @@ order — and then awaits the WAL's group commit
 callers share fsyncs. A refused request raises :class:`IntakeError` at once:
 it changed nothing, so there is nothing to make durable.
 
-Signer recovery runs ahead (``recover_ahead``, docs/sequencer.md §10): an
-order's digest is computed on arrival and its signature recovered in a helper
-process (:class:`sequencer.recovery.AheadRecovery`) while the loop executes
-the commands before it. Commands still execute one at a time in arrival
+Signer recovery runs ahead under load (``recover_ahead``, docs/sequencer.md
+§10): once ``RECOVER_AHEAD_FROM`` orders are in flight, an order's digest is
+computed on arrival and its signature recovered in a helper process
+(:class:`sequencer.recovery.AheadRecovery`) while the loop executes the
+commands before it. Commands still execute one at a time in arrival
 order: while any order waits for its signer, the commands behind it wait in
 turn (a command whose caller is cancelled before its turn never runs). With
 nothing waiting, a command runs at once, as before.
@@ -85,6 +86,11 @@ def quiet_gc(thresholds: tuple[int, int, int] = GC_THRESHOLDS) -> None:
     gc.set_threshold(*thresholds)
 
 
+RECOVER_AHEAD_FROM = 16
+"""Orders in flight (placed, not yet acknowledged) from which a new order's signer is
+recovered in the helper process; below, the loop has time to spare and recovers it
+itself, which answers sooner (docs/sequencer.md §10)."""
+
 _T = TypeVar("_T")
 
 
@@ -118,6 +124,9 @@ class ExchangeService:
         ``recover_ahead``: recover order signers in a helper process (module docstring)."""
         self.core = core
         self._turns: deque[_Turn] = deque()
+        self._orders_in_flight = 0
+        self.recover_ahead_from = RECOVER_AHEAD_FROM
+        """Orders in flight from which signers are recovered ahead (0: always)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._recovery = AheadRecovery(self._take_turns) if recover_ahead else None
         self.clock = clock
@@ -222,13 +231,17 @@ class ExchangeService:
         """Place an order; returns once the order and its fills are durable."""
         at = self._now(now)
         slot = None
-        if self._recovery is not None:
+        if self._recovery is not None and (self._orders_in_flight >= self.recover_ahead_from or self._turns):
             slot = prepare_recovery(sub, self.core.view, self.core.chain.domain)
             if slot is not None:
                 self._recovery.submit(slot)
         core = self.core
-        outcome = await self._in_order(lambda: core.place_order(sub, at, slot), slot)
-        await self._durable(outcome.seq)
+        self._orders_in_flight += 1
+        try:
+            outcome = await self._in_order(lambda: core.place_order(sub, at, slot), slot)
+            await self._durable(outcome.seq)
+        finally:
+            self._orders_in_flight -= 1
         return outcome
 
     async def cancel_order(self, sub: CancelSubmission, *, now: int | None = None) -> CancelOutcome:

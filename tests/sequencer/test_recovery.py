@@ -28,6 +28,7 @@ def _service(tmp_path: Path, name: str, recover_ahead: bool) -> tuple[Desk, Exch
         tmp_path / name, desk.world.chain, dict(desk.world.leaves), clock=lambda: T0 + 10,
         sync=False, recover_ahead=recover_ahead,
     )
+    svc.recover_ahead_from = 0  # every order, not only under load
     desk.ex = svc.core
     return desk, svc
 
@@ -75,6 +76,28 @@ def test_recovering_ahead_gives_the_outcomes_of_recovering_inline(tmp_path: Path
         assert ahead_root == inline_root
         assert "DUPLICATE_ORDER" in ahead and "BAD_SIGNATURE" in ahead
         assert sum(1 for o in ahead if isinstance(o, tuple) and o[2]) >= 4  # takers filled
+
+    asyncio.run(main())
+
+
+def test_signers_are_recovered_ahead_only_under_load(tmp_path: Path) -> None:
+    """Below ``recover_ahead_from`` orders in flight the loop recovers them itself (it
+    answers sooner); from there on, the helper process does."""
+
+    async def main() -> None:
+        desk, svc = _service(tmp_path, "seq", True)
+        svc.recover_ahead_from = 8
+        recovery = svc._recovery
+        assert recovery is not None
+        await svc.warm_up()
+        for i in range(4):  # one at a time: never more than one in flight
+            await svc.place_order(desk.order("maker", ETH_PERP, False, 3_001_000 + 1_000 * i, 1))
+        assert recovery.answered == 0
+        subs = [desk.order("maker", ETH_PERP, False, 3_010_000 + 1_000 * i, 1) for i in range(20)]
+        outcomes = await _outcomes(svc, subs)
+        assert all(isinstance(o, tuple) and o[1] is Status.RESTING for o in outcomes)
+        assert recovery.answered == 20 - 8  # the first eight were placed before the load built up
+        await svc.aclose()
 
     asyncio.run(main())
 
