@@ -122,6 +122,20 @@ def start_recovery_child() -> tuple[subprocess.Popen[bytes], Connection, Connect
     return process, requests, answers
 
 
+def stop_recovery_child(process: subprocess.Popen[bytes] | None, *pipes: Connection | None) -> None:
+    """Close the pipes to a recovery process (it exits when its input closes) and reap it,
+    killing it if it has not exited within 5 seconds."""
+    for conn in pipes:
+        if conn is not None:
+            conn.close()
+    if process is not None:
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def decode_answer(raw: bytes) -> list[bytes | None]:
     """The signers in one answer of a recovery process, in job order."""
     return [raw[i + 1 : i + 21] if raw[i] else None for i in range(0, len(raw), 21)]
@@ -221,17 +235,9 @@ class RecoveryProcess:
 
     def _drop(self) -> None:
         """Forget the child (it stopped answering, or is closed): later requests start a new one."""
-        for conn in (self._send, self._conn):
-            if conn is not None:
-                conn.close()
-        process = self._process
+        process, send, conn = self._process, self._send, self._conn
         self._send, self._conn, self._process = None, None, None
-        if process is not None:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_recovery_child(process, send, conn)
 
     def close(self) -> None:
         """Stop the child (a later :meth:`submit` starts another)."""

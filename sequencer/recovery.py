@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 
-from node.sigpool import decode_answer, start_recovery_child
+from node.sigpool import decode_answer, start_recovery_child, stop_recovery_child
 from sequencer.intake import RecoveredSigner
 from state.eip712 import recover_signer
 
@@ -186,17 +186,10 @@ class AheadRecovery:
         if answers is not None and self._loop is not None and not self._loop.is_closed():
             with contextlib.suppress(ValueError, OSError):
                 self._loop.remove_reader(answers.fileno())
-        for conn in (self._requests, answers):
-            if conn is not None:
-                conn.close()
+        requests = self._requests
         self._process, self._requests, self._answers = None, None, None
         self._warm = False
-        if process is not None:
-            try:
-                process.wait(5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_recovery_child(process, requests, answers)
 
     def close(self) -> None:
         """Recover what is still out here and stop the process (a later :meth:`submit`
