@@ -35,9 +35,10 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
-from challenger.chain import Action, DisputeChain, Game, GameStatus, Outcomes, TrackedGame
+from challenger.chain import Action, DisputeChain, Game, GameStatus, TrackedGame
+from challenger.seat import GameSeat
 from challenger.solver import (
     ChoosePart,
     ClaimTimeout,
@@ -57,13 +58,12 @@ from proofs.onestep import prover_input
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 REMOVED = int(BatchStatus.REMOVED)
 DEFAULT_RETRY = RetryPolicy()
 
 
-class Player:
+class Player(GameSeat):
     """Plays the challenger's side of every game this account opens."""
 
     def __init__(
@@ -75,21 +75,17 @@ class Player:
         retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        super().__init__(retry, sleep)
         self.chain = chain
         self.derivation = derivation
         self.budget = budget
         """The most wei of bond this player locks in games at once."""
-        self.retry = retry
-        self._sleep = sleep
         self.constants = self._call(chain.constants)
-        self.games: dict[int, TrackedGame] = {}
-        self.outcomes = Outcomes()
         self.challenged: set[int] = set()
         """Batches this account has opened a game on (whatever its outcome)."""
         self.skipped: dict[int, str] = {}
         """Challengeable batches not challenged, with why."""
         self._traces: dict[int, BatchTrace] = {}
-        self.errors = 0
 
     # -------------------------------------------------------- the loop
 
@@ -100,34 +96,8 @@ class Player:
         tick; it does not stop the other games."""
         self.resume()
         actions = self.open_games()
-        for gid in sorted(self.games):
-            try:
-                action = self.play(gid)
-            except L1Error as exc:
-                self._failed(gid, f"L1 refused the move: {error_code(exc)}")
-                continue
-            except Exception as exc:
-                if is_transient(exc):
-                    self._failed(gid, f"L1 unreachable: {exc}")
-                    continue
-                log.exception("game %d: move failed", gid)
-                self._failed(gid, f"{type(exc).__name__}: {exc}")
-                continue
-            if action is not None:
-                actions.append(action)
+        actions.extend(self.move_in_every_game())
         return actions
-
-    def _failed(self, gid: int, note: str) -> None:
-        self.errors += 1
-        if gid in self.games:
-            self.games[gid].note = note
-        log.warning("game %d: %s", gid, note)
-
-    def run(self, stop: Callable[[], bool], interval: float = 1.0) -> None:
-        """Tick every ``interval`` seconds until ``stop()``."""
-        while not stop():
-            self.tick()
-            self._sleep(interval)
 
     def resume(self) -> None:
         """Read back every game this account opened that is not tracked yet (active ones are
@@ -282,14 +252,6 @@ class Player:
         elif g.status == GameStatus.CANCELLED:
             self.outcomes.cancelled.append(g.game)
         log.info("game %d on batch %d: %s", g.game, g.batch, g.status.name)
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """``fn()``, retried with backoff on transport failures."""
-        return self.retry.call(fn, sleep=self._sleep, on_retry=self._on_retry)
-
-    def _on_retry(self, exc: Exception, delay: float) -> None:
-        self.errors += 1
-        log.warning("L1 call failed (%s); retrying in %.2fs", exc, delay)
 
     def status(self) -> dict[str, Any]:
         """The bond budget, the games and their results, for monitoring."""

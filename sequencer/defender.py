@@ -35,10 +35,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from challenger.chain import Action, Game, GameStatus, Outcomes, RollupConstants, TrackedGame
+from challenger.chain import Action, Game, GameStatus, RollupConstants, TrackedGame
+from challenger.seat import GameSeat
 from challenger.solver import ClaimTimeout, GameState, PostRoots, Stuck, Wait, asserter_move
 from challenger.web3_chain import Web3RollupAccount
-from node.l1 import L1Error, RetryPolicy, error_code, is_transient
+from node.l1 import RetryPolicy
 from proofs.game import split_points
 from sequencer.open_batch import ClosedBatch
 from state.batch import Batch
@@ -259,25 +260,21 @@ class BatchRoots:
 # ---------------------------------------------------------------- the defender
 
 
-class Defender:
+class Defender(GameSeat):
     """Answers every game against the proposer's batches with the honest asserter's moves."""
 
     def __init__(
         self, chain: DefenderChain, roots: RootSource, *, retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        super().__init__(retry or RetryPolicy(), sleep)
         self.chain = chain
         self.roots = roots
-        self.retry = retry or RetryPolicy()
-        self._sleep = sleep
         self.me = chain.address.lower()
         self.constants: RollupConstants | None = None
-        self.games: dict[int, TrackedGame] = {}
-        self.outcomes = Outcomes()
         self._scanned = 0
         """Games below this id have been read (ours tracked or counted, others skipped)."""
         self._traces: dict[int, BatchRoots] = {}
-        self.errors = 0
 
     # -------------------------------------------------------- the loop
 
@@ -286,26 +283,7 @@ class Defender:
         if self.constants is None:
             self.constants = self._call(self.chain.constants)
         self.scan()
-        actions: list[Action] = []
-        for gid in sorted(self.games):
-            try:
-                action = self.play(gid)
-            except L1Error as exc:
-                self._failed(gid, f"L1 refused the move: {error_code(exc)}")
-                continue
-            except UnknownBatch as exc:
-                self._failed(gid, str(exc))
-                continue
-            except Exception as exc:
-                if is_transient(exc):
-                    self._failed(gid, f"L1 unreachable: {exc}")
-                    continue
-                log.exception("game %d: move failed", gid)
-                self._failed(gid, f"{type(exc).__name__}: {exc}")
-                continue
-            if action is not None:
-                actions.append(action)
-        return actions
+        return self.move_in_every_game(UnknownBatch)
 
     def scan(self) -> None:
         """Read the games opened since the last scan; track ours (all of them after a restart)."""
@@ -367,15 +345,6 @@ class Defender:
 
     # -------------------------------------------------------- bookkeeping
 
-    def _failed(self, gid: int, note: str) -> None:
-        self.errors += 1
-        tracked = self.games.get(gid)
-        if tracked is not None and tracked.note == note:
-            return  # logged already: the same failure tick after tick
-        if tracked is not None:
-            tracked.note = note
-        log.warning("game %d: %s", gid, note)
-
     def _record(self, g: Game) -> None:
         self.games.pop(g.game, None)
         if not any(t.game.batch == g.batch for t in self.games.values()):
@@ -390,14 +359,6 @@ class Defender:
         elif g.status == GameStatus.CANCELLED:
             o.cancelled.append(g.game)
         log.info("game %d on our batch %d: %s", g.game, g.batch, g.status.name)
-
-    def _call(self, fn: Callable[[], T]) -> T:
-        """``fn()``, retried with backoff on transport failures."""
-        return self.retry.call(fn, sleep=self._sleep, on_retry=self._on_retry)
-
-    def _on_retry(self, exc: Exception, delay: float) -> None:
-        self.errors += 1
-        log.warning("L1 call failed (%s); retrying in %.2fs", exc, delay)
 
     def status(self) -> dict[str, Any]:
         """Active games (range, turn, last move, note) and results, for monitoring."""
