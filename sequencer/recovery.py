@@ -74,6 +74,8 @@ class AheadRecovery:
     async def warm_up(self, timeout: float = 10.0) -> bool:
         """Start the process, if none is running, and wait until it answers (at most
         ``timeout`` seconds); whether it did."""
+        if self._loop is not None and not self._loop.is_running():
+            self.close()  # started from another event loop, which reads its answers no more
         if self._requests is None:
             try:
                 self._start()
@@ -89,6 +91,8 @@ class AheadRecovery:
     def submit(self, slot: RecoveredSigner) -> None:
         """Recover ``slot.signature`` over ``slot.digest``: at once, here, while the process
         starts (``slot.ready`` on return), else in the process (``on_ready`` follows)."""
+        if self._loop is not None and not self._loop.is_running():
+            self.close()  # called from another event loop: the process answered the old one
         if not self._warm:
             if self._requests is None:
                 with contextlib.suppress(OSError):

@@ -165,6 +165,26 @@ def test_a_killed_recovery_process_loses_nothing(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_a_service_used_from_a_second_event_loop_starts_a_new_process(tmp_path: Path) -> None:
+    desk, svc = _service(tmp_path, "seq", True)
+    recovery = svc._recovery
+    assert recovery is not None
+
+    async def place(price: int) -> list[object]:
+        await svc.warm_up()
+        return await _outcomes(svc, [desk.order("maker", ETH_PERP, False, price + i * 1_000, 1) for i in range(8)])
+
+    first = asyncio.run(place(3_001_000))
+    second = asyncio.run(place(3_020_000))  # the first loop (and its pipe reader) is gone
+    assert all(isinstance(o, tuple) and o[1] is Status.RESTING for o in first + second)
+    assert recovery.started == 2 and recovery.answered == 16
+
+    async def close() -> None:
+        await svc.aclose()
+
+    asyncio.run(close())
+
+
 def test_a_caller_cancelled_before_its_turn_changes_nothing(tmp_path: Path) -> None:
     async def main() -> None:
         desk, svc = _service(tmp_path, "seq", True)
