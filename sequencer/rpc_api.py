@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import collections
 import copy
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from node.account_json import account_json
 from node.rpc import InvalidParams, RpcError, RpcServer
@@ -82,12 +82,24 @@ BOOK_DEPTH = 20
 ZERO_ADDRESS = "0x" + "00" * 20
 
 
+_P = TypeVar("_P")
+_O = TypeVar("_O")
+
+
 def _hex(raw: bytes) -> str:
     return "0x" + raw.hex()
 
 
 def _rejected(code: int, name: str, exc: IntakeError) -> RpcError:
     return RpcError(code, f"{name}: {exc.code}: {exc.message}", {"reason": exc.code, "message": exc.message})
+
+
+def _parsed(parse: Callable[[dict[str, object]], _P], value: Any, what: str) -> _P:
+    """``parse`` of the JSON object ``value``; a malformed field is ``InvalidParams``."""
+    try:
+        return parse(_params_dict(value, what))
+    except IntakeError as exc:
+        raise InvalidParams(f"{what}: {exc.message}", {"reason": exc.code}) from None
 
 
 def _params_dict(value: Any, what: str) -> dict[str, object]:
@@ -330,17 +342,19 @@ class SequencerApi:
 
     # ------------------------------------------------------------------ writes
 
+    async def _refusable(self, call: Awaitable[_O], method: str, code: int, what: str) -> _O:
+        """Await a command; a refusal is counted (``refused:<method>``) and becomes the
+        method's ``<what> rejected`` error with the refusal's code."""
+        try:
+            return await call
+        except IntakeError as exc:
+            self.counts[f"refused:{method}"] += 1
+            raise _rejected(code, f"{what} rejected", exc) from None
+
     async def place_order(self, order: dict[str, Any]) -> dict[str, Any]:
         """Place a signed order (docs/sequencer.md §2); durable when this returns."""
-        try:
-            sub = parse_order(_params_dict(order, "order"))
-        except IntakeError as exc:
-            raise InvalidParams(f"order: {exc.message}", {"reason": exc.code}) from None
-        try:
-            out = await self.service.place_order(sub)
-        except IntakeError as exc:
-            self.counts["refused:placeOrder"] += 1
-            raise _rejected(ORDER_REJECTED, "order rejected", exc) from None
+        sub = _parsed(parse_order, order, "order")
+        out = await self._refusable(self.service.place_order(sub), "placeOrder", ORDER_REJECTED, "order")
         self.counts[f"orders:{out.status.name}"] += 1
         result = self._place_json(out)
         self._after_orders({out.market})
@@ -368,15 +382,8 @@ class SequencerApi:
 
     async def cancel_order(self, cancel: dict[str, Any]) -> dict[str, Any]:
         """Cancel an order with a signed ``Cancel`` (docs/sequencer.md §5)."""
-        try:
-            sub = parse_cancel(_params_dict(cancel, "cancel"))
-        except IntakeError as exc:
-            raise InvalidParams(f"cancel: {exc.message}", {"reason": exc.code}) from None
-        try:
-            out = await self.service.cancel_order(sub)
-        except IntakeError as exc:
-            self.counts["refused:cancelOrder"] += 1
-            raise _rejected(CANCEL_REJECTED, "cancel rejected", exc) from None
+        sub = _parsed(parse_cancel, cancel, "cancel")
+        out = await self._refusable(self.service.cancel_order(sub), "cancelOrder", CANCEL_REJECTED, "cancel")
         self.counts["cancels"] += 1
         held = self.service.core.order(out.order_hash)
         markets = {held.order.market} if held is not None else set(range(len(self.service.core.engine.markets)))
@@ -390,15 +397,8 @@ class SequencerApi:
 
     async def withdraw(self, withdrawal: dict[str, Any]) -> dict[str, Any]:
         """Withdraw collateral with a signed ``Withdraw``; claimable on L1 once its batch is final."""
-        try:
-            sub = parse_withdraw(_params_dict(withdrawal, "withdrawal"))
-        except IntakeError as exc:
-            raise InvalidParams(f"withdrawal: {exc.message}", {"reason": exc.code}) from None
-        try:
-            out = await self.service.withdraw(sub)
-        except IntakeError as exc:
-            self.counts["refused:withdraw"] += 1
-            raise _rejected(WITHDRAW_REJECTED, "withdrawal rejected", exc) from None
+        sub = _parsed(parse_withdraw, withdrawal, "withdrawal")
+        out = await self._refusable(self.service.withdraw(sub), "withdraw", WITHDRAW_REJECTED, "withdrawal")
         self.counts["withdrawals"] += 1
         return {"withdrawalId": out.withdrawal_id, "step": _step_json(out.step)}
 
@@ -411,11 +411,9 @@ class SequencerApi:
             raise InvalidParams(f"update: {exc.message}", {"reason": exc.code}) from None
         if not 0 < len(step) <= MAX_ORACLE_STEP:
             raise InvalidParams(f"update: step must be 1..{MAX_ORACLE_STEP} bytes", {"reason": "BAD_FIELD"})
-        try:
-            out = await self.service.submit_oracle(step)
-        except IntakeError as exc:
-            self.counts["refused:submitOracle"] += 1
-            raise _rejected(ORACLE_REJECTED, "oracle update rejected", exc) from None
+        out = await self._refusable(
+            self.service.submit_oracle(step), "submitOracle", ORACLE_REJECTED, "oracle update"
+        )
         self.counts["oracle"] += 1
         return {"step": _step_json(out.step)}
 
@@ -428,11 +426,9 @@ class SequencerApi:
             raise InvalidParams(f"liquidation: {exc.message}", {"reason": exc.code}) from None
         target = _int_param(params.get("target"), "target", 1, 1 << 32)
         size = _int_param(params.get("size"), "size", 1, 1 << 64)
-        try:
-            out = await self.service.liquidate(target, entry, size)
-        except IntakeError as exc:
-            self.counts["refused:liquidate"] += 1
-            raise _rejected(LIQUIDATION_REJECTED, "liquidation rejected", exc) from None
+        out = await self._refusable(
+            self.service.liquidate(target, entry, size), "liquidate", LIQUIDATION_REJECTED, "liquidation"
+        )
         self.counts["liquidations"] += 1
         market = entry_market(entry)
         self._after_orders({market} if market >= 0 else set())
