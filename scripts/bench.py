@@ -488,8 +488,9 @@ METHODS = """\
   sequencer on disk (EIP-712 digest and recovery, validation, margin pre-check, matching, an
   STF trade step per fill, the WAL append and the group-commit fsync the acknowledgment waits
   for, batch sealing, state commits, batch files, checkpoints); 256 concurrent clients, 70%
-  post-only quotes and 30% IOC takers, 4,000 or 20,000 orders. docs/sequencer.md §10 has the
-  breakdown.
+  post-only quotes and 30% IOC takers, 4,000 or 20,000 orders; as `hfx sequencer` runs it,
+  with the signers recovered ahead in a helper process on the second core. docs/sequencer.md
+  §10 has the breakdown.
 - **JSON-RPC** (`sequencer/rpc_bench.py`): the durable sequencer behind its JSON-RPC server in
   this process, a client in a separate process on 127.0.0.1 offering 1,000 orders/s open loop
   (an ask, then the buy that fills it), 1,000 or 5,000 orders; the latency is send to reply.
