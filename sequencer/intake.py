@@ -360,9 +360,7 @@ def prepare_recovery(sub: OrderSubmission, view: StateView, domain: bytes) -> Re
     """The digest of an order whose signer is to be recovered ahead of validation, or None
     when :func:`validate_order` will refuse it before its signature matters (unknown
     account, malformed fields). Reads the state; changes nothing."""
-    if len(sub.signature) != SIGNATURE_SIZE:
-        return None
-    if sub.account is not None and sub.account >= ACCOUNT_INDEX_LIMIT:
+    if len(sub.signature) != SIGNATURE_SIZE:  # a job is digest ‖ 65-byte signature
         return None
     try:
         index, account = resolve_account(view, sub.account, sub.trader)

@@ -5,9 +5,10 @@ intake, and the only one that needs no state: given the order's EIP-712
 digest (``intake.prepare_recovery``), it can run on the other core while the
 event loop executes the orders before it. :class:`AheadRecovery` sends the
 digests and signatures that arrive during one turn of the event loop to a
-recovery process (``node.sigpool.start_recovery_child``) as one request, and
-reads the answers when the pipe is readable (``loop.add_reader``): no thread
-of this process is involved, so nothing waits for the GIL.
+recovery process (``node.sigpool.start_recovery_child``) in requests of up to
+``CHUNK`` jobs, and reads each answer when the pipe is readable
+(``loop.add_reader``): no thread of this process is involved, so nothing
+waits for the GIL.
 
 The answers only fill in :class:`sequencer.intake.RecoveredSigner` slots; the
 core checks that a slot matches the order it validates, so a wrong or missing
@@ -74,8 +75,7 @@ class AheadRecovery:
     async def warm_up(self, timeout: float = 10.0) -> bool:
         """Start the process, if none is running, and wait until it answers (at most
         ``timeout`` seconds); whether it did."""
-        if self._loop is not None and not self._loop.is_running():
-            self.close()  # started from another event loop, which reads its answers no more
+        self._leave_stopped_loop()
         if self._requests is None:
             try:
                 self._start()
@@ -91,8 +91,7 @@ class AheadRecovery:
     def submit(self, slot: RecoveredSigner) -> None:
         """Recover ``slot.signature`` over ``slot.digest``: at once, here, while the process
         starts (``slot.ready`` on return), else in the process (``on_ready`` follows)."""
-        if self._loop is not None and not self._loop.is_running():
-            self.close()  # called from another event loop: the process answered the old one
+        self._leave_stopped_loop()
         if not self._warm:
             if self._requests is None:
                 with contextlib.suppress(OSError):
@@ -106,6 +105,12 @@ class AheadRecovery:
                 loop = self._loop = asyncio.get_running_loop()
             loop.call_soon(self._flush)
             self._flush_scheduled = True
+
+    def _leave_stopped_loop(self) -> None:
+        """Called from an event loop other than the one reading the answers (which has
+        stopped): stop that process, so that the next one is read by this loop."""
+        if self._loop is not None and not self._loop.is_running():
+            self.close()
 
     def _flush(self) -> None:
         """Send the waiting jobs (as many as the in-flight bound allows), ``chunk`` a request."""
@@ -171,12 +176,7 @@ class AheadRecovery:
     def _lost(self) -> None:
         """The process stopped answering: recover everything not yet answered here, forget it
         (the next :meth:`submit` starts another)."""
-        while self._sent:
-            self._recover_here(self._sent.popleft())
-        self._recover_here(self._waiting)
-        self._waiting = []
-        self._in_flight = 0
-        self._drop()
+        self.close()
         self.on_ready()
 
     @staticmethod

@@ -220,7 +220,7 @@ class ExchangeService:
                 continue
             try:
                 result = turn.run()
-            except Exception as exc:  # noqa: BLE001 - the caller's own error, raised to the caller
+            except Exception as exc:  # the caller's own error, raised to the caller
                 turn.done.set_exception(exc)
             else:
                 turn.done.set_result(result)
